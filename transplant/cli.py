@@ -1,0 +1,180 @@
+"""Command line: parse, then delegate to the library. Bad input ends with one line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from transplant.errors import UserError
+
+EPILOG_SOURCES = """\
+BASE and DONOR accept: a local Hugging Face folder, a tokenizer.json file, a .gguf file, a Hub repo id
+(org/name, downloaded when online), a short alias, or an offline pack/tokenizer:
+{known}
+"""
+
+
+def _known_table() -> str:
+    from transplant.sources import list_known
+
+    return "\n".join(f"  {name:<22} {desc}" for name, desc in list_known().items())
+
+
+def _methods_table() -> str:
+    from transplant.methods import METHODS
+
+    return "\n".join(f"  {name:<12} {spec.summary}" for name, spec in sorted(METHODS.items()))
+
+
+def transplant_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="transplant",
+        description="Give a pretrained causal LM a donor's tokenizer: new embedding rows for every donor token, "
+        "written as a normal Hugging Face folder. Other commands: `transplant eval --help`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="methods:\n" + _methods_table() + "\n\n" + EPILOG_SOURCES.format(known=_known_table()),
+    )
+    p.add_argument("--base", help="the model whose weights are kept")
+    p.add_argument("--donor-tokenizer", "--donor", dest="donor", help="the model or tokenizer whose vocabulary is taken")
+    p.add_argument("--method", help="embedding initializer (default omp)")
+    p.add_argument("--output", "-o", help="output folder (default: BASE--DONOR--METHOD in the current folder)")
+    p.add_argument("--k", type=int, help="OMP: anchors per new token (default 64)")
+    p.add_argument("--batch-size", type=int, help="OMP: new tokens solved together (default 1024)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="OMP: correlation screen precision (default auto)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="any other method parameter")
+    p.add_argument("--recipe", help="YAML file with the same options (command-line values win)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--allow-pickle", action="store_true", help="allow loading .bin (pickle) weights; never needed for safetensors/GGUF")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def _parse_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def run_transplant(argv: list[str]) -> int:
+    from transplant.pipeline import TransplantOptions, run
+
+    args = transplant_parser().parse_args(argv)
+    values: dict = {}
+    if args.recipe:
+        values.update(_load_recipe(args.recipe))
+    for key in ("base", "donor", "method", "output"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    params = dict(values.pop("params", {}) or {})
+    for key in ("k", "batch_size", "precision"):
+        if getattr(args, key) is not None:
+            params[key] = getattr(args, key)
+    for item in args.param:
+        if "=" not in item:
+            raise UserError(f"--param expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        params[key.replace("-", "_")] = _parse_value(value)
+    if not values.get("base") or not values.get("donor"):
+        raise UserError("both --base and --donor-tokenizer are required (or a --recipe that sets them); see --help")
+    options = TransplantOptions(
+        base=str(values["base"]),
+        donor=str(values["donor"]),
+        method=values.get("method", "omp"),
+        output=values.get("output"),
+        overwrite=args.overwrite or bool(values.get("overwrite", False)),
+        allow_pickle=args.allow_pickle,
+        params=params,
+        progress=not args.no_progress,
+    )
+    out = run(options)
+    print(out)
+    return 0
+
+
+def _load_recipe(path: str) -> dict:
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"recipe {path} not found")
+    data = yaml.safe_load(file.read_text()) or {}
+    if not isinstance(data, dict):
+        raise UserError(f"recipe {path} must be a mapping of option: value")
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    if "donor_tokenizer" in data:
+        data["donor"] = data.pop("donor_tokenizer")
+    unknown = set(data) - {"base", "donor", "method", "output", "params", "overwrite"}
+    if unknown:
+        raise UserError(f"recipe {path}: unknown keys {sorted(unknown)}; allowed: base, donor_tokenizer, method, output, params, overwrite")
+    return data
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    from transplant.eval.domains import DOMAINS
+
+    p = argparse.ArgumentParser(
+        prog="transplant eval",
+        description="Bits-per-byte, token perplexity and compression of one or more model folders on the same texts, "
+        "each with its own tokenizer, with ratios against a reference model.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="domains:\n" + "\n".join(f"  {k:<6} {v}" for k, v in DOMAINS.items())
+        + "\n\nbpb ratio = bpb(model) / bpb(reference) on the same bytes (comparable across tokenizers);\n"
+        "ppl ratio = token perplexity(model) / token perplexity(reference), each with its own tokenizer (TokenAdapt's).",
+    )
+    p.add_argument("models", nargs="+", help="model folders (or any BASE spec accepted by `transplant`)")
+    p.add_argument("--reference", help="model the ratios are taken against (evaluated too)")
+    p.add_argument("--domains", default="en,tech,code,de,fr,ja,zh", help="comma-separated domain names")
+    p.add_argument("--text", action="append", default=[], help="extra text file scored as its own domain")
+    p.add_argument("--max-bytes", type=int, help="truncate every domain text to this many bytes")
+    p.add_argument("--context", type=int, default=1024, help="tokens per scoring window")
+    p.add_argument("--stride", type=int, default=512, help="new tokens scored per window")
+    p.add_argument("--batch-size", type=int, default=4, help="windows per forward")
+    p.add_argument("--json", help="write results here")
+    return p
+
+
+def run_eval(argv: list[str]) -> int:
+    from transplant.eval.domains import load_domains
+    from transplant.eval.report import evaluate, format_table, write_json
+    from transplant.sources import resolve
+
+    args = eval_parser().parse_args(argv)
+    names = [d for d in args.domains.split(",") if d]
+    texts = load_domains(names, max_bytes=args.max_bytes) if names else {}
+    for file in args.text:
+        path = Path(file)
+        if not path.is_file():
+            raise UserError(f"text file {file} not found")
+        texts[path.stem] = path.read_text(encoding="utf-8")
+        if args.max_bytes:
+            texts[path.stem] = texts[path.stem].encode()[: args.max_bytes].decode("utf-8", errors="ignore")
+    models = [str(resolve(m, need_weights=True).path) for m in args.models]
+    reference = str(resolve(args.reference, need_weights=True).path) if args.reference else None
+    result = evaluate(models, reference, texts, context=args.context, stride=args.stride, batch_size=args.batch_size)
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
+COMMANDS = {"eval": run_eval, "run": run_transplant}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = COMMANDS.get(argv[0]) if argv else None
+    try:
+        if command is not None:
+            return command(argv[1:])
+        return run_transplant(argv)
+    except UserError as err:
+        print(f"transplant: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("transplant: interrupted; no output was left behind", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The one method signature, the registry, and the assembly of full matrices in donor id order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from transplant.align import NEW, Alignment
+from transplant.vocab import Vocab
+
+
+@dataclass
+class MethodInputs:
+    base: torch.Tensor  # (V_base, n, d) float32; n = 1 tied, 2 untied (input, output)
+    donor: torch.Tensor | None  # (V_donor, n_donor, d_donor) float32, or None for a tokenizer-only donor
+    base_vocab: Vocab
+    donor_vocab: Vocab
+    alignment: Alignment
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    fn: Callable[..., torch.Tensor]
+    needs_donor_embeddings: bool
+    summary: str
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register(name: str, needs_donor_embeddings: bool, summary: str):
+    def wrap(fn):
+        METHODS[name] = MethodSpec(fn, needs_donor_embeddings, summary)
+        return fn
+
+    return wrap
+
+
+def build_matrices(inputs: MethodInputs, new_rows: torch.Tensor) -> torch.Tensor:
+    """(V_donor, n, d): base rows for matched tokens, `new_rows` for the rest."""
+    al: Alignment = inputs.alignment
+    out = torch.empty((al.kind.size, *inputs.base.shape[1:]), dtype=inputs.base.dtype)
+    matched = torch.from_numpy((al.kind != NEW).nonzero()[0])
+    out[matched] = inputs.base[torch.from_numpy(al.donor_to_base[matched.numpy()])]
+    out[torch.from_numpy(al.new_ids)] = new_rows
+    return out
+
+
+def base_mean(inputs: MethodInputs) -> torch.Tensor:
+    """(n, d) mean over the base's ordinary tokens: specials and unused rows would skew it."""
+    ordinary = [i for i, t in enumerate(inputs.base_vocab.tokens) if t is not None and i < inputs.base.shape[0]]
+    return inputs.base[ordinary].mean(dim=0)
