@@ -42,9 +42,17 @@ def align(base: Vocab, donor: Vocab) -> Alignment:
     donor_to_base = np.full(donor.size, -1, dtype=np.int64)
     kind = np.zeros(donor.size, dtype=np.int8)
     index = base.byte_index
+    # A donor byte-fallback piece takes the base's byte-fallback piece when there is one: it was
+    # trained for the same rare-byte contexts, unlike the ordinary piece with those bytes.
+    fallback = {base.tokens[i]: i for i in np.flatnonzero(base.byte_fallback)}
     for did, tok in enumerate(donor.tokens):
-        if tok is not None and tok in index:
-            donor_to_base[did] = index[tok]
+        if tok is None:
+            continue
+        bid = fallback.get(tok) if donor.byte_fallback[did] else None
+        if bid is None:
+            bid = index.get(tok)
+        if bid is not None:
+            donor_to_base[did] = bid
             kind[did] = SHARED
     special_map: dict[str, str | None] = {}
     by_content = {sp.content: sp.id for sp in base.specials.values()}

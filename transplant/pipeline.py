@@ -88,11 +88,12 @@ def run(options: TransplantOptions) -> Path:
     clock = time.perf_counter()
     inputs = MethodInputs(base_emb.matrices, donor_mats, base_vocab, donor_vocab, alignment)
     new_rows = spec.fn(inputs, progress=options.progress, **options.params)
-    matrices = build_matrices(inputs, new_rows)
+    heads = build_matrices(inputs, new_rows, base_emb.dtype)
+    del new_rows
     timings["method_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    new_tensors = {name: matrices[:, i].to(base_emb.dtype).contiguous() for i, name in enumerate(base_emb.names)}
+    new_tensors = dict(zip(base_emb.names, heads))
     with atomic_folder(output, options.overwrite) as tmp:
         write_weights(base.path, tmp, new_tensors, progress=options.progress)
         copy_model_files(base.path, tmp)

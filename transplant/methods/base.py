@@ -38,14 +38,20 @@ def register(name: str, needs_donor_embeddings: bool, summary: str):
     return wrap
 
 
-def build_matrices(inputs: MethodInputs, new_rows: torch.Tensor) -> torch.Tensor:
-    """(V_donor, n, d): base rows for matched tokens, `new_rows` for the rest."""
+def build_matrices(inputs: MethodInputs, new_rows: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
+    """One contiguous (V_donor, d) matrix per head in `dtype`: base rows for matched tokens,
+    `new_rows` for the rest. Filled head by head so no second full-size copy exists."""
     al: Alignment = inputs.alignment
-    out = torch.empty((al.kind.size, *inputs.base.shape[1:]), dtype=inputs.base.dtype)
     matched = torch.from_numpy((al.kind != NEW).nonzero()[0])
-    out[matched] = inputs.base[torch.from_numpy(al.donor_to_base[matched.numpy()])]
-    out[torch.from_numpy(al.new_ids)] = new_rows
-    return out
+    sources = torch.from_numpy(al.donor_to_base[matched.numpy()])
+    new_ids = torch.from_numpy(al.new_ids)
+    heads = []
+    for h in range(inputs.base.shape[1]):
+        out = torch.empty((al.kind.size, inputs.base.shape[2]), dtype=dtype)
+        out[matched] = inputs.base[sources, h].to(dtype)
+        out[new_ids] = new_rows[:, h].to(dtype)
+        heads.append(out)
+    return heads
 
 
 def base_mean(inputs: MethodInputs) -> torch.Tensor:
