@@ -105,7 +105,8 @@ class Vocab:
 
     def decompose(self, data: bytes) -> list[int]:
         """Split bytes into pieces of this vocabulary with the tokenizer's model alone (no
-        normalizer, no pre-tokenizer), as ZeTT and FVT do; bytes never get lost."""
+        normalizer, no pre-tokenizer), as ZeTT and FVT do. Lossless when the vocabulary covers all
+        256 bytes; a byte it lacks (SmolLM2 has no piece for 0xC0, never seen in UTF-8) is skipped."""
         if not data:
             return []
         model = self.tokenizer.model
