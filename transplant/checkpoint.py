@@ -110,17 +110,23 @@ def read_embeddings(folder: str | Path) -> Embeddings:
     folder = Path(folder)
     in_name, out_name, tied = embedding_names(folder)
     names = (in_name,) if tied else (in_name, out_name)
-    found: dict[str, torch.Tensor] = {}
+    stacked: torch.Tensor | None = None
+    dtype = None
     for shard in shard_files(folder):
         with safe_open(shard, "pt") as f:
             for name in names:
-                if name in f.keys():
-                    found[name] = f.get_tensor(name)
-    dtype = found[in_name].dtype
-    mats = [found[n].float() for n in names]
-    if len({m.shape for m in mats}) != 1:
-        raise UserError(f"{folder}: input and output embeddings differ in shape: {[tuple(m.shape) for m in mats]}")
-    return Embeddings(torch.stack(mats, dim=1), tied, names, dtype)
+                if name not in f.keys():
+                    continue
+                tensor = f.get_tensor(name)
+                if stacked is None:
+                    # One float32 buffer filled tensor by tensor: no stack of temporary copies.
+                    stacked = torch.empty((tensor.shape[0], len(names), tensor.shape[1]), dtype=torch.float32)
+                    dtype = tensor.dtype
+                if tuple(tensor.shape) != (stacked.shape[0], stacked.shape[2]):
+                    raise UserError(f"{folder}: input and output embeddings differ in shape")
+                stacked[:, names.index(name)] = tensor
+                del tensor
+    return Embeddings(stacked, tied, names, dtype)
 
 
 @contextmanager

@@ -89,11 +89,13 @@ def run(options: TransplantOptions) -> Path:
     inputs = MethodInputs(base_emb.matrices, donor_mats, base_vocab, donor_vocab, alignment)
     new_rows = spec.fn(inputs, progress=options.progress, **options.params)
     heads = build_matrices(inputs, new_rows, base_emb.dtype)
-    del new_rows
+    # Only the finished matrices are needed from here on; free the rest before writing.
+    names, tied = base_emb.names, base_emb.tied
+    del new_rows, inputs, donor_mats, base_emb
     timings["method_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    new_tensors = dict(zip(base_emb.names, heads))
+    new_tensors = dict(zip(names, heads))
     with atomic_folder(output, options.overwrite) as tmp:
         write_weights(base.path, tmp, new_tensors, progress=options.progress)
         copy_model_files(base.path, tmp)
@@ -106,7 +108,7 @@ def run(options: TransplantOptions) -> Path:
             "method": options.method,
             "parameters": options.params,
             "alignment": {**alignment.counts(), "base_vocab": base_vocab.size, "special_map": alignment.special_map},
-            "tied": base_emb.tied,
+            "tied": tied,
             "timings": {k: round(v, 3) for k, v in timings.items()},
             "versions": _versions(),
         }

@@ -49,7 +49,8 @@ def build_matrices(inputs: MethodInputs, new_rows: torch.Tensor, dtype: torch.dt
     for h in range(inputs.base.shape[1]):
         out = torch.empty((al.kind.size, inputs.base.shape[2]), dtype=dtype)
         out[matched] = inputs.base[sources, h].to(dtype)
-        out[new_ids] = new_rows[:, h].to(dtype)
+        for lo in range(0, len(new_ids), 65536):
+            out[new_ids[lo : lo + 65536]] = new_rows[lo : lo + 65536, h].to(dtype)
         heads.append(out)
     return heads
 
