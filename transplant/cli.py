@@ -40,8 +40,11 @@ def transplant_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="embedding initializer (default omp)")
     p.add_argument("--output", "-o", help="output folder (default: BASE--DONOR--METHOD in the current folder)")
     p.add_argument("--k", type=int, help="OMP: anchors per new token (default 64)")
-    p.add_argument("--batch-size", type=int, help="OMP: new tokens solved together (default 1024)")
+    p.add_argument("--batch-size", type=int, help="OMP: new tokens solved together (default 4096)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="OMP: correlation screen precision (default auto)")
+    p.add_argument("--output-bias", type=float, metavar="NATS",
+                   help="shift new tokens' logits by NATS (e.g. -2) through a hidden-state direction; 0 = off. "
+                   "Compensates for new rows scoring multi-piece tokens as high as single pieces")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="any other method parameter")
     p.add_argument("--recipe", help="YAML file with the same options (command-line values win)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -63,7 +66,7 @@ def run_transplant(argv: list[str]) -> int:
     values: dict = {}
     if args.recipe:
         values.update(_load_recipe(args.recipe))
-    for key in ("base", "donor", "method", "output"):
+    for key in ("base", "donor", "method", "output", "output_bias"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     params = dict(values.pop("params", {}) or {})
@@ -83,6 +86,7 @@ def run_transplant(argv: list[str]) -> int:
         method=values.get("method", "omp"),
         output=values.get("output"),
         overwrite=args.overwrite or bool(values.get("overwrite", False)),
+        output_bias=float(values.get("output_bias", 0.0)),
         allow_pickle=args.allow_pickle,
         params=params,
         progress=not args.no_progress,
@@ -104,9 +108,11 @@ def _load_recipe(path: str) -> dict:
     data = {k.replace("-", "_"): v for k, v in data.items()}
     if "donor_tokenizer" in data:
         data["donor"] = data.pop("donor_tokenizer")
-    unknown = set(data) - {"base", "donor", "method", "output", "params", "overwrite"}
+    unknown = set(data) - {"base", "donor", "method", "output", "output_bias", "params", "overwrite"}
     if unknown:
-        raise UserError(f"recipe {path}: unknown keys {sorted(unknown)}; allowed: base, donor_tokenizer, method, output, params, overwrite")
+        raise UserError(
+            f"recipe {path}: unknown keys {sorted(unknown)}; allowed: base, donor_tokenizer, method, output, output_bias, params, overwrite"
+        )
     return data
 
 

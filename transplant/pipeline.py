@@ -13,6 +13,7 @@ import torch
 
 from transplant import __version__
 from transplant.align import SPECIAL, Alignment, align
+from transplant.calibrate import bias_direction, shift_new_rows
 from transplant.checkpoint import (
     atomic_folder,
     copy_model_files,
@@ -36,6 +37,7 @@ class TransplantOptions:
     overwrite: bool = False
     allow_pickle: bool = False
     params: dict = field(default_factory=dict)  # method parameters, e.g. {"k": 64}
+    output_bias: float = 0.0  # nats added to new tokens' logits (transplant.calibrate); 0 = off
     progress: bool = True
 
 
@@ -88,6 +90,13 @@ def run(options: TransplantOptions) -> Path:
     clock = time.perf_counter()
     inputs = MethodInputs(base_emb.matrices, donor_mats, base_vocab, donor_vocab, alignment)
     new_rows = spec.fn(inputs, progress=options.progress, **options.params)
+    calibration = None
+    if options.output_bias:
+        direction = bias_direction(base.path)
+        shift_new_rows(new_rows, direction, options.output_bias)
+        calibration = {"output_bias": options.output_bias, "fit_mean": round(direction.fit_mean, 4),
+                       "fit_std": round(direction.fit_std, 4), "positions": direction.positions}
+        log(f"output bias {options.output_bias:+g} nats via a hidden-state direction (h·u = {direction.fit_mean:.3f} ± {direction.fit_std:.3f})")
     heads = build_matrices(inputs, new_rows, base_emb.dtype)
     # Only the finished matrices are needed from here on; free the rest before writing.
     names, tied = base_emb.names, base_emb.tied
@@ -107,6 +116,7 @@ def run(options: TransplantOptions) -> Path:
             "donor": {"spec": options.donor, "name": donor.name, "path": str(donor.path), "has_weights": donor.has_weights},
             "method": options.method,
             "parameters": options.params,
+            "calibration": calibration,
             "alignment": {**alignment.counts(), "base_vocab": base_vocab.size, "special_map": alignment.special_map},
             "tied": tied,
             "timings": {k: round(v, 3) for k, v in timings.items()},
