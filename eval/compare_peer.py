@@ -14,7 +14,6 @@ The peer runs from its own virtual environment (created on first use: torch 2.13
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys

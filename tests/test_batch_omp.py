@@ -96,3 +96,11 @@ def test_unknown_precision_is_rejected():
     targets, dictionary = _problem(n=50, d=16, batch=4)
     with pytest.raises(ValueError):
         sparse_codes(targets, dictionary, 4, precision="fp16")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gram_from_lower_blocks_is_the_full_product(dtype):
+    from transplant.kernels.batch_omp import GRAM_BLOCK, _gram
+
+    atoms = torch.randn(GRAM_BLOCK + 3, 8, generator=torch.Generator().manual_seed(5)).to(dtype)
+    torch.testing.assert_close(_gram(atoms).float(), (atoms @ atoms.T).float(), rtol=1e-2, atol=1e-2)

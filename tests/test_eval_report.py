@@ -7,9 +7,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoTokenizer
+
+from tiny_models import lossy_tokenizer, save_tiny_llama
 
 from transplant.errors import UserError
 from transplant.eval.report import evaluate, format_table, write_json
@@ -18,33 +18,6 @@ TEXTS = {
     "code": Path(textwrap.__file__).read_text(encoding="utf-8")[:1000],
     "prose": "The quick brown fox jumps over the lazy dog. " * 12 + "\nDer schnelle braune Fuchs. 日本語の文章。\n",
 }
-
-
-def save_tiny_llama(folder: Path, tokenizer, seed: int) -> Path:
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        initializer_range=0.3,
-    )
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def lossy_tokenizer() -> PreTrainedTokenizerFast:
-    """Characters a-z and a little punctuation, nothing else: any other character becomes [UNK]."""
-    alphabet = ["[UNK]", "[EOS]", *"abcdefghijklmnopqrstuvwxyz .,\n"]
-    tokenizer = Tokenizer(models.WordLevel({t: i for i, t in enumerate(alphabet)}, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    tokenizer.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", eos_token="[EOS]")
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,18 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    normalizers,
+    pre_tokenizers,
+    processors,
+)
 from tokenizers.models import BPE, Unigram
+
+from transplant.vocab import gpt2_byte_alphabet
 
 SPACE = "\u2581"  # SentencePiece's visible space
 
@@ -211,19 +221,6 @@ def bos_template(bos: str, bos_id: int) -> processors.TemplateProcessing:
     )
 
 
-def _byte_alphabet() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character map, which byte-level vocabularies are spelled in."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    printable += list(range(ord("®"), ord("ÿ") + 1))
-    mapping = {byte: chr(byte) for byte in printable}
-    extra = 0
-    for byte in range(256):
-        if byte not in mapping:
-            mapping[byte] = chr(256 + extra)
-            extra += 1
-    return mapping
-
-
 def read_tiktoken(path: str | Path) -> dict[bytes, int]:
     """A tiktoken rank file: one `base64(token) rank` per line."""
     ranks = {}
@@ -268,7 +265,7 @@ def from_tiktoken(
     tokens matched whole before BPE. `id_offset` shifts every rank, for vocabularies (Tekken) that put
     their special tokens first.
     """
-    alphabet = _byte_alphabet()
+    alphabet = gpt2_byte_alphabet()
 
     def spell(token: bytes) -> str:
         return "".join(alphabet[byte] for byte in token)
