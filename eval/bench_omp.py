@@ -30,6 +30,7 @@ from transplant.align import align
 from transplant.checkpoint import read_embeddings
 from transplant.kernels.batch_omp import sparse_codes
 from transplant.kernels.omp import bf16_is_faster, omp
+from transplant.sources import resolve
 from transplant.vocab import load_vocab
 
 REFERENCE_BATCH = 1024
@@ -37,6 +38,7 @@ REFERENCE_BATCH = 1024
 
 def load_problem(base: str, donor: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(targets, dictionary): donor input embeddings of the donor-only and of the shared tokens."""
+    base, donor = resolve(base, need_weights=True).path, resolve(donor, need_weights=True).path
     alignment = align(load_vocab(base), load_vocab(donor))
     embeddings = read_embeddings(donor).matrices
     donor_ids, _ = alignment.shared_pairs
@@ -98,12 +100,12 @@ def bench(targets: torch.Tensor, dictionary: torch.Tensor, k: int, limit: int, p
 def format_report(r: dict) -> str:
     ref, ours = r["reference"], r["batch_omp_sample"]
     lines = [
-        f"{r['targets']} targets over {r['atoms']} atoms, d={r['dim']}, k={r['k']}, precision {r['precision']} "
-        f"(bf16 faster here: {r['bf16_is_faster']}), {r['threads']} threads",
-        f"reference omp ({r['ref_precision']}), first {r['limit']}: {ref['seconds']:.1f} s, {ref['targets_per_s']:.1f} targets/s, "
-        f"all (extrapolated): {ref['extrapolated_all_seconds']:.0f} s; rel. error {ref['relative_error']:.5f}",
-        f"sparse_codes, first {r['limit']} (Gram included): {ours['seconds']:.1f} s, {ours['targets_per_s']:.1f} targets/s; "
-        f"rel. error {ours['relative_error']:.5f}; agreement: slot {ours['slot_agreement']:.4f}, set {ours['set_agreement']:.4f}",
+        (f"{r['targets']} targets over {r['atoms']} atoms, d={r['dim']}, k={r['k']}, precision {r['precision']} "
+         f"(bf16 faster here: {r['bf16_is_faster']}), {r['threads']} threads"),
+        (f"reference omp ({r['ref_precision']}), first {r['limit']}: {ref['seconds']:.1f} s, {ref['targets_per_s']:.1f} targets/s, "
+         f"all (extrapolated): {ref['extrapolated_all_seconds']:.0f} s; rel. error {ref['relative_error']:.5f}"),
+        (f"sparse_codes, first {r['limit']} (Gram included): {ours['seconds']:.1f} s, {ours['targets_per_s']:.1f} targets/s; "
+         f"rel. error {ours['relative_error']:.5f}; agreement: slot {ours['slot_agreement']:.4f}, set {ours['set_agreement']:.4f}"),
     ]
     if "batch_omp_all" in r:
         a = r["batch_omp_all"]
@@ -116,8 +118,8 @@ def format_report(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m transplant.eval.bench_omp", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base", default="/tmp/pk/smol", help="base model folder (its tokenizer decides which tokens are shared)")
-    p.add_argument("--donor", default="/tmp/pk/qwen", help="donor model folder (tokenizer + embeddings)")
+    p.add_argument("--base", default="smollm2-135m", help="base model (any spec `transplant` accepts) (its tokenizer decides which tokens are shared)")
+    p.add_argument("--donor", default="qwen2.5-coder-0.5b", help="donor model (tokenizer + embeddings)")
     p.add_argument("--k", type=int, default=8, help="atoms per target (default 8)")
     p.add_argument("--limit", type=int, default=4096, help="targets the reference runs on (default 4096)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="sparse_codes precision (default auto)")

@@ -220,3 +220,18 @@ def _unique_names(paths: list[Path]) -> list[str]:
     """Folder names, or whole paths where two folders share a name."""
     names = [p.name or str(p) for p in paths]
     return [name if names.count(name) == 1 else str(path) for name, path in zip(names, paths, strict=True)]
+
+
+def format_markdown(result: dict) -> str:
+    """A Markdown table for READMEs and model cards: the reference's bits-per-byte, then every other
+    model's bpb ratio against it, per domain and overall."""
+    domains = list(result["texts"]) + ["overall"]
+    lines = ["| model | " + " | ".join(domains) + " |", "|---|" + "---|" * len(domains)]
+    for model in sorted(result["models"], key=lambda m: not m["is_reference"]):
+        cells = {**model["domains"], "overall": model["overall"]}
+        if model["is_reference"]:
+            row = [f"{cells[d]['bits_per_byte']:.3f} bpb" for d in domains]
+        else:
+            row = [f"{cells[d]['bpb_ratio']:.3f}x" for d in domains]
+        lines.append(f"| {model['name']} | " + " | ".join(row) + " |")
+    return "\n".join(lines)

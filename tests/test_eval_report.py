@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 from tiny_models import lossy_tokenizer, save_tiny_llama
 
 from transplant.errors import UserError
-from transplant.eval.report import evaluate, format_table, write_json
+from transplant.eval.report import evaluate, format_markdown, format_table, write_json
 
 TEXTS = {
     "code": Path(textwrap.__file__).read_text(encoding="utf-8")[:1000],
@@ -69,6 +69,12 @@ def test_ratios_and_overall_follow_the_definitions(folders, tmp_path):
     assert "tiny-a  [reference]" in table and "bpb ratio" in table and "context 64, stride 32" in table
     assert f"{b['overall']['bpb_ratio']:.3f}" in table
     assert max(len(line) for line in table.splitlines()) <= 120
+
+    markdown = format_markdown(result).splitlines()
+    assert markdown[0] == "| model | code | prose | overall |" and len(markdown) == 5
+    assert markdown[2].startswith("| tiny-a | ") and "bpb" in markdown[2]
+    assert markdown[3] == "| tiny-a-copy | 1.000x | 1.000x | 1.000x |"
+    assert f"{b['overall']['bpb_ratio']:.3f}x |" in markdown[4]
 
 
 def test_lossy_round_trip_is_marked(folders, tmp_path):
