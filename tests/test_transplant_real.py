@@ -35,7 +35,7 @@ def test_control_own_tokenizer_gives_identical_embeddings_and_ratio_one(smollm2_
 
 def test_smollm2_with_qwen_tokenizer_fvt(tmp_path):
     """Tokenizer-only Qwen donor (offline `qwen2`), FVT. Measured 2026-11-22 on 4 KiB slices,
-    context 512 / stride 256: en 1.27x, code 1.86x the original bits-per-byte."""
+    context 512 / stride 256 (this test's own setup): en 1.256x, code 1.705x the original's bpb."""
     out = run(TransplantOptions(base="smollm2-135m", donor="qwen2", method="fvt", output=str(tmp_path / "fvt"), progress=False))
     base = resolve("smollm2-135m", need_weights=True).path
     texts = load_domains(["en", "code", "de", "ja"], max_bytes=4096)
@@ -46,8 +46,8 @@ def test_smollm2_with_qwen_tokenizer_fvt(tmp_path):
     assert model.config.vocab_size == len(donor_tok) and model.config.tie_word_embeddings
     assert model.config.eos_token_id == donor_tok.convert_tokens_to_ids("<|im_end|>")
     result = evaluate([out], base, {d: texts[d] for d in ("en", "code")}, context=512, stride=256)
-    assert 1.0 < _bpb_ratio(result, "en") < 1.40
-    assert 1.0 < _bpb_ratio(result, "code") < 2.05
+    assert 1.15 < _bpb_ratio(result, "en") < 1.35
+    assert 1.55 < _bpb_ratio(result, "code") < 1.85
 
 
 @pytest.mark.slow
