@@ -39,7 +39,7 @@ def test_tokenizer_only_donor_with_omp_names_the_methods_that_work(tiny, capsys,
 
 def test_base_without_embeddings_weights_is_refused(tiny, tmp_path, capsys):
     assert main(["--base", str(tiny["tok_bl"]), "--donor-tokenizer", str(tiny["tok_sp"]), "-o", str(tmp_path / "o")]) == 2
-    assert "weights" in _error_line(capsys) or "tokenizer" in capsys.readouterr().err
+    assert "weights" in _error_line(capsys)
 
 
 def test_recipe_and_command_line_merge(tiny, tmp_path, capsys):

@@ -169,7 +169,8 @@ def write_weights(base: Path, dest: Path, new: dict[str, torch.Tensor], progress
         total += sum(t.numel() * t.element_size() for t in tensors.values())
         weight_map.update({name: shard.name for name in tensors})
         del tensors
-    if len(shards) > 1:
+    # Any layout other than one model.safetensors needs the index to be found by transformers.
+    if len(shards) > 1 or shards[0].name != "model.safetensors":
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
         (dest / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
     return weight_map
