@@ -31,7 +31,8 @@ def transplant_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="transplant",
         description="Give a pretrained causal LM a donor's tokenizer: new embedding rows for every donor token, "
-        "written as a normal Hugging Face folder. Other commands: `transplant eval --help`.",
+        "written as a normal Hugging Face folder. Other commands (each has --help): `transplant eval`, "
+        "`transplant push`, `transplant tokenizer train`, `transplant bytes score|generate`.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="methods:\n" + _methods_table() + "\n\n" + EPILOG_SOURCES.format(known=_known_table()),
     )
@@ -42,12 +43,20 @@ def transplant_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, help="OMP: anchors per new token (default 64)")
     p.add_argument("--batch-size", type=int, help="OMP: new tokens solved together (default 4096)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="OMP: correlation screen precision (default auto)")
+    p.add_argument("--temperature", type=float, help="tokenadapt: softmax temperature of the similarity weights")
+    p.add_argument("--top-k", type=int, help="tokenadapt: neighbours in the global estimate")
+    p.add_argument("--global-weight", type=float, help="tokenadapt: w in (1 - w) * local + w * global")
+    p.add_argument("--threshold", type=float, help="tokenadapt: minimum similarity of a global neighbour")
+    p.add_argument("--aux-model", help="tokenadapt: sentence-embedding model folder (default: offline all-MiniLM-L6-v2)")
     p.add_argument("--output-bias", type=float, metavar="NATS",
                    help="shift new tokens' logits by NATS (e.g. -2) through a hidden-state direction; 0 = off. "
                    "Compensates for new rows scoring multi-piece tokens as high as single pieces")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="any other method parameter")
     p.add_argument("--recipe", help="YAML file with the same options (command-line values win)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--push-to-hub", metavar="ORG/NAME", help="upload the finished folder to this Hub repo (see `transplant push --help`)")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
+    p.add_argument("--revision", metavar="BRANCH", help="with --push-to-hub: push to this branch (created if needed)")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading .bin (pickle) weights; never needed for safetensors/GGUF")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -70,7 +79,7 @@ def run_transplant(argv: list[str]) -> int:
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     params = dict(values.pop("params", {}) or {})
-    for key in ("k", "batch_size", "precision"):
+    for key in ("k", "batch_size", "precision", "temperature", "top_k", "global_weight", "threshold", "aux_model"):
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
     for item in args.param:
@@ -91,8 +100,15 @@ def run_transplant(argv: list[str]) -> int:
         params=params,
         progress=not args.no_progress,
     )
+    push_to = args.push_to_hub or values.get("push_to_hub")
+    if (args.private or args.revision) and not push_to:
+        raise UserError("--private and --revision only apply with --push-to-hub")
     out = run(options)
     print(out)
+    if push_to:
+        from transplant.hub.push import push_folder
+
+        print(push_folder(out, str(push_to), private=args.private, revision=args.revision, progress=not args.no_progress))
     return 0
 
 
@@ -108,21 +124,32 @@ def _load_recipe(path: str) -> dict:
     data = {k.replace("-", "_"): v for k, v in data.items()}
     if "donor_tokenizer" in data:
         data["donor"] = data.pop("donor_tokenizer")
-    unknown = set(data) - {"base", "donor", "method", "output", "output_bias", "params", "overwrite"}
+    unknown = set(data) - {"base", "donor", "method", "output", "output_bias", "params", "overwrite", "push_to_hub"}
     if unknown:
         raise UserError(
-            f"recipe {path}: unknown keys {sorted(unknown)}; allowed: base, donor_tokenizer, method, output, output_bias, params, overwrite"
+            f"recipe {path}: unknown keys {sorted(unknown)}; allowed: base, donor_tokenizer, method, output, output_bias, params, overwrite, push_to_hub"
         )
     return data
 
 
-def run_eval(argv: list[str]) -> int:
-    from transplant.cli_eval import run_eval as run
+def _delegate(module: str, function: str):
+    """Subcommands live in their own modules, imported only when used."""
 
-    return run(argv)
+    def call(argv: list[str]) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), function)(argv)
+
+    return call
 
 
-COMMANDS = {"eval": run_eval, "run": run_transplant}
+COMMANDS = {
+    "run": run_transplant,
+    "eval": _delegate("transplant.cli_eval", "run_eval"),
+    "push": _delegate("transplant.cli_push", "run_push"),
+    "tokenizer": _delegate("transplant.cli_tokenizer", "run_tokenizer"),
+    "bytes": _delegate("transplant.cli_bytes", "run_bytes"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
