@@ -65,3 +65,21 @@ def test_interrupted_write_leaves_nothing(tmp_path):
             (tmp / "config.json").write_text("{}")
             raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bos_is_the_donor_token_that_replaced_the_base_bos(tiny, tmp_path):
+    # The donor declares <|endoftext|> its bos (as Qwen's GGUF does); the base starts texts with
+    # <|im_start|> (id 1), which the donor also has: texts must start from the row the base learned.
+    import shutil
+
+    donor = tmp_path / "donor"
+    shutil.copytree(tiny["tok_bl"], donor)
+    (donor / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|endoftext|>", "eos_token": "<|im_end|>"}))
+    out = run(TransplantOptions(base=str(tiny["bl_tied"]), donor=str(donor), method="fvt",
+                                output=str(tmp_path / "out"), progress=False))
+    config = json.loads((out / "config.json").read_text())
+    tok = AutoTokenizer.from_pretrained(out)
+    assert json.loads((tiny["bl_tied"] / "config.json").read_text())["bos_token_id"] == 1
+    assert config["bos_token_id"] == tok.bos_token_id == tok.convert_tokens_to_ids("<|im_start|>")
+    assert tok.eos_token == "<|im_end|>"

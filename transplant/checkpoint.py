@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from transplant.errors import UserError
+from transplant.vocab import Vocab
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt")
 TOKENIZER_FILES = {
@@ -198,12 +199,13 @@ def write_tokenizer(donor: Path, dest: Path) -> None:
             shutil.copy2(donor / name, dest / name)
 
 
-def update_configs(dest: Path, vocab_size: int, token_ids: dict[str, int | list[int] | None]) -> None:
-    """vocab_size and special ids in config.json and generation_config.json, in donor id space."""
+def update_configs(dest: Path, donor_vocab: Vocab, token_ids: dict[str, int | list[int] | None]) -> None:
+    """vocab_size and special ids in config.json and generation_config.json, in donor id space; the
+    tokenizer_config's bos token follows, so the tokenizer and the model start texts alike."""
     config = json.loads((dest / "config.json").read_text())
     targets = [config] + ([config["text_config"]] if "text_config" in config else [])
     for cfg in targets:
-        cfg["vocab_size"] = vocab_size
+        cfg["vocab_size"] = donor_vocab.size
         for key, value in token_ids.items():
             cfg[key] = value
     (dest / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -211,3 +213,9 @@ def update_configs(dest: Path, vocab_size: int, token_ids: dict[str, int | list[
     gen = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
     gen.update(token_ids)
     gen_path.write_text(json.dumps(gen, indent=2) + "\n")
+    tok_path = dest / "tokenizer_config.json"
+    tok_cfg = json.loads(tok_path.read_text())
+    bos = token_ids.get("bos_token_id")
+    if isinstance(bos, int) and bos in donor_vocab.specials:
+        tok_cfg["bos_token"] = donor_vocab.specials[bos].content
+    tok_path.write_text(json.dumps(tok_cfg, indent=2, ensure_ascii=False) + "\n")
