@@ -32,7 +32,7 @@ def transplant_parser() -> argparse.ArgumentParser:
         prog="transplant",
         description="Give a pretrained causal LM a donor's tokenizer: new embedding rows for every donor token, "
         "written as a normal Hugging Face folder. Other commands (each has --help): `transplant eval`, "
-        "`transplant push`, `transplant tokenizer train`, `transplant bytes score|generate`.",
+        "`transplant push`, `transplant tokenizer train`, `transplant bytes score|generate`, `transplant dynamic eval`.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="methods:\n" + _methods_table() + "\n\n" + EPILOG_SOURCES.format(known=_known_table()),
     )
@@ -149,6 +149,7 @@ COMMANDS = {
     "push": _delegate("transplant.cli_push", "run_push"),
     "tokenizer": _delegate("transplant.cli_tokenizer", "run_tokenizer"),
     "bytes": _delegate("transplant.cli_bytes", "run_bytes"),
+    "dynamic": _delegate("transplant.cli_dynamic", "run_dynamic"),
 }
 
 
