@@ -7,4 +7,4 @@ from transplant.methods.base import METHODS, MethodInputs, MethodSpec, build_mat
 __all__ = ["METHODS", "MethodInputs", "MethodSpec", "build_matrices"]
 
 # Importing the modules registers their methods.
-from transplant.methods import omp, simple, tokenadapt  # noqa: E402,F401
+from transplant.methods import omp, simple, tokenadapt  # noqa: F401
