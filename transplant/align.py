@@ -42,13 +42,21 @@ def align(base: Vocab, donor: Vocab) -> Alignment:
     donor_to_base = np.full(donor.size, -1, dtype=np.int64)
     kind = np.zeros(donor.size, dtype=np.int8)
     index = base.byte_index
-    # A donor byte-fallback piece takes the base's byte-fallback piece when there is one: it was
-    # trained for the same rare-byte contexts, unlike the ordinary piece with those bytes.
+    # A donor byte-fallback piece that its own tokenizer uses for the byte (Mistral writes every
+    # newline as <0x0A>) takes the row the base model saw for that byte: the token the base tokenizer
+    # produces for it (Gemma's ordinary "\n"; its own <0x0A> row is all but untrained). A piece its
+    # tokenizer keeps for rare contexts takes the base's byte-fallback piece, trained for those.
     fallback = {base.tokens[i]: i for i in np.flatnonzero(base.byte_fallback)}
     for did, tok in enumerate(donor.tokens):
         if tok is None:
             continue
-        bid = fallback.get(tok) if donor.byte_fallback[did] else None
+        bid = None
+        if donor.byte_fallback[did]:
+            own = base.decompose(tok)
+            if donor.decompose(tok) == [did] and len(own) == 1 and base.tokens[own[0]] == tok:
+                bid = own[0]
+            else:
+                bid = fallback.get(tok)
         if bid is None:
             bid = index.get(tok)
         if bid is not None:
