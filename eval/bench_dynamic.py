@@ -1,10 +1,12 @@
 """Dynamic tokenization, measured: the quality curve, merge throughput, and prefill time.
 
     python -m transplant.eval.bench_dynamic [--base smollm2-135m] [--domains en,code,de] [--merges 0,10,30,100,200]
-        [--batch-size 32] [--chunk-tokens 256] [--boundary word] [--json docs/dynamic.json] [--plot docs/dynamic.png]
+        [--batch-size 32] [--chunk-tokens 256] [--boundary word] [--hypernet HN_DIR] [--compare OTHER.json]
+        [--json docs/dynamic.json] [--plot docs/dynamic.png]
 
 1. Curve: per domain, the first `batch-size` chunks of the domain text form one batch; for every m
-   the batch is merged m times and scored (fvt embeddings). m = 0 is checked against
+   the batch is merged m times and scored (fvt embeddings, or the hypernetwork's with --hypernet;
+   --compare draws another run's curve dashed in the same plot). m = 0 is checked against
    `transplant.eval.score.score_text` on the same chunks: the NLL must be equal, not close.
 2. Throughput: the same batches merged max(m) times by the numba kernel and by the plain Python
    reference (tests/pair_merge_reference.py), alternating, in one run; both must give the same merges.
@@ -52,10 +54,10 @@ def reference_state_class():
     return module.ReferenceState
 
 
-def curve(model, tokenizer, table, batches: dict, merges: list[int]) -> dict:
+def curve(model, tokenizer, table, batches: dict, merges: list[int], hypernet: str | None, vocab) -> dict:
     out = {}
     for name, batch in batches.items():
-        cache = EmbeddingCache(load_provider(model))
+        cache = EmbeddingCache(load_provider(model, hypernet, vocab=vocab))
         base = [score_text(model, tokenizer, text, context=1024, stride=512) for text in batch.texts]
         base_nll = sum(score.nll_nats for score in base)
         rows = []
@@ -158,24 +160,34 @@ def prefill_times(model, tokenizer, vocab, texts: dict, boundary: str, merges: i
     return out
 
 
-def plot(result: dict, path: str) -> None:
+def _label(result: dict) -> str:
+    return "hypernetwork" if result["settings"].get("hypernet") else "fvt"
+
+
+def plot(result: dict, path: str, other: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for name, text in result["curve"].items():
-        xs = [100 * r["reduction"] for r in text["settings"]]
-        ys = [100 * r["bpb_change"] for r in text["settings"]]
-        ax.plot(xs, ys, marker="o", label=name)
-        for r, x, y in zip(text["settings"], xs, ys, strict=True):
-            ax.annotate(str(r["merges"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    runs = [(result, "-")] + ([(other, "--")] if other else [])
+    for i, name in enumerate(result["curve"]):
+        for run, style in runs:
+            text = run["curve"].get(name)
+            if text is None:
+                continue
+            xs = [100 * r["reduction"] for r in text["settings"]]
+            ys = [100 * r["bpb_change"] for r in text["settings"]]
+            ax.plot(xs, ys, style, marker="o", color=f"C{i}", label=f"{name} ({_label(run)})")
+            for r, x, y in zip(text["settings"], xs, ys, strict=True):
+                ax.annotate(str(r["merges"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.axhline(0, color="grey", linewidth=0.6)
     ax.set_xlabel("sequence length reduction (%)")
     ax.set_ylabel("bits-per-byte change vs m = 0 (%)")
     s = result["settings"]
-    ax.set_title(f"{Path(s['base']).name}: dynamic BPE, fvt embeddings\n"
+    embeddings = " vs ".join(_label(run) for run, _ in runs)
+    ax.set_title(f"{Path(s['base']).name}: dynamic BPE, {embeddings} embeddings\n"
                  f"batch {s['batch_size']} x {s['chunk_tokens']} tokens, boundary {s['boundary']}; labels: merges",
                  fontsize=9)
     ax.legend()
@@ -212,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prefill-repeats", type=int, help="timed rounds of prefill (default --repeats)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: curve, throughput, prefill")
+    p.add_argument("--hypernet", help="embed merged tokens with this hypernetwork folder (default fvt)")
+    p.add_argument("--compare", help="JSON of another run whose curve is drawn dashed in the plot")
     p.add_argument("--json")
     p.add_argument("--plot")
     args = p.parse_args(argv)
@@ -235,10 +249,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{name}: only {len(batch.ids)} chunks; raise --max-bytes")
     result: dict = {
         "settings": {**vars(args), "base": str(folder), "torch_threads": torch.get_num_threads(),
-                     "load_average_start": os.getloadavg(), "embeddings": "fvt"},
+                     "load_average_start": os.getloadavg(),
+                     "embeddings": "fvt" if args.hypernet is None else f"hypernet {args.hypernet}"},
     }
     if "curve" not in skip:
-        result["curve"] = curve(model, tokenizer, TokenTable.from_vocab(vocab), batches, merges)
+        result["curve"] = curve(model, tokenizer, TokenTable.from_vocab(vocab), batches, merges, args.hypernet, vocab)
         print(markdown(result))
     if "throughput" not in skip:
         result["throughput"] = throughput(vocab, batches, max(merges), args.repeats)
@@ -253,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     if args.plot and "curve" in result:
-        plot(result, args.plot)
+        plot(result, args.plot, json.loads(Path(args.compare).read_text()) if args.compare else None)
     return 0
 
 

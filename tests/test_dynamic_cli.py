@@ -17,7 +17,7 @@ TEXT = (
     [
         (["--merges", "0,x"], "comma-separated integers"),
         (["--merges", "-1"], "none negative"),
-        (["--hypernet", "hn"], "no hypernetwork folder format"),
+        (["--hypernet", "hn"], "is not a hypernetwork folder"),
         (["--text", "missing.txt"], "not found"),
         (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--target-reduction", "2"], "fraction"),

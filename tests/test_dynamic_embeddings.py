@@ -81,6 +81,13 @@ def test_cache_serves_more_tokens_than_it_holds():
         EmbeddingCache(provider, max_entries=0)
 
 
-def test_hypernetwork_is_refused_until_a_format_exists():
-    with pytest.raises(UserError, match="no hypernetwork folder format"):
-        load_provider(object(), hypernet="some/dir")
+def test_hypernetwork_provider_needs_its_folder_and_the_base_vocabulary(tiny, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from transplant.vocab import load_vocab
+
+    model = AutoModelForCausalLM.from_pretrained(tiny["bl_tied"])
+    with pytest.raises(UserError, match="needs the base vocabulary"):
+        load_provider(model, hypernet=tmp_path)
+    with pytest.raises(UserError, match="not a hypernetwork folder"):
+        load_provider(model, hypernet=tmp_path, vocab=load_vocab(tiny["bl_tied"]))

@@ -13,10 +13,22 @@ def _inputs(tiny, base, donor):
     return MethodInputs(read_embeddings(tiny[base]).matrices, donor_emb, bv, dv, align(bv, dv))
 
 
+def _tiny_hypernet(base, tmp_path):
+    from tests.conftest import TRAINING_TEXT
+    from transplant.hypernet.train import TrainOptions, train
+
+    text = tmp_path / "text.txt"
+    text.write_text(TRAINING_TEXT)
+    return train(TrainOptions(base=str(base), texts=[str(text)], output=str(tmp_path / "hn"), steps=2, batch_size=2,
+                              seq_len=16, vocab_size=300, recon_steps=1, aux_tokens=16, width=16, layers=1,
+                              allow_eval_overlap=True, progress=False)).output
+
+
 def test_every_method_returns_one_row_per_new_token(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSPLANT_CACHE", str(tmp_path / "cache"))
     # a tiny auxiliary model keeps tokenadapt from fetching the default one in the fast tier
-    params = {"omp": {"k": 8}, "tokenadapt": {"aux_model": str(tiny_sentence_model(tmp_path / "aux"))}}
+    params = {"omp": {"k": 8}, "tokenadapt": {"aux_model": str(tiny_sentence_model(tmp_path / "aux"))},
+              "hypernet": {"hypernet": str(_tiny_hypernet(tiny["bl_untied"], tmp_path))}}
     inputs = _inputs(tiny, "bl_untied", "sp_untied")
     for name, spec in METHODS.items():
         rows = spec.fn(inputs, progress=False, **params.get(name, {}))

@@ -100,9 +100,11 @@ def test_healed_and_hypernetwork_folders(out, tmp_path):
     assert "zero-shot" not in card.text and "`steps=100`" in card.text
     hyper = tmp_path / "hyper"
     hyper.mkdir()
-    (hyper / "config.json").write_text(json.dumps({"model_type": "transplant-hypernet", "base_model": "smollm2-135m"}))
+    (hyper / "config.json").write_text(json.dumps({"model_type": "transplant-hypernet", "base_model": "smollm2-135m",
+                                                   "training": {"steps": 700, "minutes": 55.0, "tokens": 716800}}))
     card = card_of(hyper)
     assert card.data.tags == ["tokenizer-transplant", "hypernetwork"]
+    assert "Trained for 700 steps (55.0 minutes" in card.text and "--hypernet" in card.text
     assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 

@@ -279,3 +279,20 @@ def test_real_round_trip_smollm2_with_qwen_tokenizer(tmp_path):
         assert hub.count("PUT", "/upload/") == puts and hub.head("alice/smollm2-qwen-fvt").oid == head.oid
     size = sum(p.stat().st_size for p in out.iterdir()) / 1e6
     print(f"\npushed {size:.0f} MB in {first_s:.1f} s; unchanged second push {second_s:.1f} s")
+
+
+def test_hypernetwork_folder_pushes_like_a_model(hub, tiny, tmp_path):
+    from transplant.hypernet.train import TrainOptions, train
+
+    text = tmp_path / "train.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. def f(x): return x + 1\n" * 30)
+    folder = train(TrainOptions(base=str(tiny["bl_tied"]), texts=[str(text)], output=str(tmp_path / "hn"), steps=2,
+                                batch_size=2, seq_len=16, vocab_size=300, recon_steps=1, aux_tokens=16, width=16,
+                                layers=1, allow_eval_overlap=True, progress=False)).output
+    env = client_env(hub, tmp_path / "hf", token="tok-alice")
+    pushed = run_cli(["push", str(folder), "lab/tiny-hn", "--no-progress"], env)
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+    tree = hub.head("lab/tiny-hn").tree
+    assert {"config.json", "model.safetensors", "training_log.json", "README.md"} <= set(tree)
+    assert tree["model.safetensors"].sha256 == sha256(folder / "model.safetensors")
+    assert "hypernetwork" in (folder / "README.md").read_text()

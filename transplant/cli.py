@@ -32,7 +32,7 @@ def transplant_parser() -> argparse.ArgumentParser:
         prog="transplant",
         description="Give a pretrained causal LM a donor's tokenizer: new embedding rows for every donor token, "
         "written as a normal Hugging Face folder. Other commands (each has --help): `transplant eval`, "
-        "`transplant push`, `transplant tokenizer train`, `transplant bytes score|generate`, `transplant dynamic eval`.",
+        "`transplant push`, `transplant tokenizer train`, `transplant bytes score|generate`, `transplant dynamic eval`, `transplant hypernet train`, `transplant heal`.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="methods:\n" + _methods_table() + "\n\n" + EPILOG_SOURCES.format(known=_known_table()),
     )
@@ -48,6 +48,7 @@ def transplant_parser() -> argparse.ArgumentParser:
     p.add_argument("--global-weight", type=float, help="tokenadapt: w in (1 - w) * local + w * global")
     p.add_argument("--threshold", type=float, help="tokenadapt: minimum similarity of a global neighbour")
     p.add_argument("--aux-model", help="tokenadapt: sentence-embedding model folder (default: offline all-MiniLM-L6-v2)")
+    p.add_argument("--hypernet", metavar="HN_DIR", help="hypernet: the trained hypernetwork folder (see `transplant hypernet train --help`)")
     p.add_argument("--output-bias", type=float, metavar="NATS",
                    help="shift new tokens' logits by NATS (e.g. -2) through a hidden-state direction; 0 = off. "
                    "Compensates for new rows scoring multi-piece tokens as high as single pieces")
@@ -79,7 +80,7 @@ def run_transplant(argv: list[str]) -> int:
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     params = dict(values.pop("params", {}) or {})
-    for key in ("k", "batch_size", "precision", "temperature", "top_k", "global_weight", "threshold", "aux_model"):
+    for key in ("k", "batch_size", "precision", "temperature", "top_k", "global_weight", "threshold", "aux_model", "hypernet"):
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
     for item in args.param:
@@ -150,6 +151,8 @@ COMMANDS = {
     "tokenizer": _delegate("transplant.cli_tokenizer", "run_tokenizer"),
     "bytes": _delegate("transplant.cli_bytes", "run_bytes"),
     "dynamic": _delegate("transplant.cli_dynamic", "run_dynamic"),
+    "hypernet": _delegate("transplant.cli_hypernet", "run_hypernet"),
+    "heal": _delegate("transplant.cli_heal", "run_heal"),
 }
 
 

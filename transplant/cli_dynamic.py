@@ -48,7 +48,7 @@ def dynamic_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     ev.add_argument("--base", required=True, help="the causal LM (any BASE spec accepted by `transplant`)")
-    ev.add_argument("--hypernet", metavar="HN_DIR", help="embed merged tokens with this hypernetwork (not available yet)")
+    ev.add_argument("--hypernet", metavar="HN_DIR", help="embed merged tokens with this hypernetwork (from `transplant hypernet train` on the same base) instead of fvt")
     ev.add_argument("--merges", default="0,10,30,100,200", help="comma-separated merges per batch (default 0,10,30,100,200)")
     ev.add_argument("--target-reduction", type=float, metavar="FRACTION",
                     help="also stop merging a batch once it is this much shorter (e.g. 0.1)")
@@ -98,11 +98,9 @@ def _eval(args: argparse.Namespace) -> int:
     if args.target_reduction is not None and not 0.0 < args.target_reduction < 1.0:
         raise UserError("--target-reduction is a fraction between 0 and 1, e.g. 0.1")
     if args.hypernet is not None:
-        # checked before the model loads; load_provider says the same for library callers
-        raise UserError(
-            f"cannot use hypernetwork {args.hypernet}: no hypernetwork folder format exists yet; "
-            "leave out --hypernet to embed merged tokens with fvt"
-        )
+        from transplant.hypernet.model import load_hypernet
+
+        load_hypernet(args.hypernet)  # a wrong folder fails before the model loads
     files = [Path(f) for f in args.text]
     for file in files:
         if not file.is_file():
@@ -119,6 +117,7 @@ def _eval(args: argparse.Namespace) -> int:
         output_bias=args.output_bias,
         cache_size=args.cache_size,
         target_reduction=args.target_reduction,
+        hypernet=args.hypernet,
         progress=not args.no_progress,
     )
     result = evaluate(base.path, _texts(names, files, args.max_bytes), options)

@@ -23,7 +23,7 @@ from transplant.checkpoint import (
     write_weights,
 )
 from transplant.errors import UserError
-from transplant.methods import METHODS, MethodInputs, build_matrices
+from transplant.methods import METHODS, MethodInputs, as_output, build_matrices
 from transplant.sources import Source, resolve
 from transplant.vocab import Vocab, load_vocab
 
@@ -89,7 +89,8 @@ def run(options: TransplantOptions) -> Path:
 
     clock = time.perf_counter()
     inputs = MethodInputs(base_emb.matrices, donor_mats, base_vocab, donor_vocab, alignment)
-    new_rows = spec.fn(inputs, progress=options.progress, **options.params)
+    result = as_output(spec.fn(inputs, progress=options.progress, **options.params))
+    new_rows = result.new_rows
     calibration = None
     if options.output_bias:
         direction = bias_direction(base.path)
@@ -97,10 +98,10 @@ def run(options: TransplantOptions) -> Path:
         calibration = {"output_bias": options.output_bias, "fit_mean": round(direction.fit_mean, 4),
                        "fit_std": round(direction.fit_std, 4), "positions": direction.positions}
         log(f"output bias {options.output_bias:+g} nats via a hidden-state direction (h·u = {direction.fit_mean:.3f} ± {direction.fit_std:.3f})")
-    heads = build_matrices(inputs, new_rows, base_emb.dtype)
+    heads = build_matrices(inputs, new_rows, base_emb.dtype, result.shared_rows)
     # Only the finished matrices are needed from here on; free the rest before writing.
     names, tied = base_emb.names, base_emb.tied
-    del new_rows, inputs, donor_mats, base_emb
+    del new_rows, result, inputs, donor_mats, base_emb
     timings["method_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

@@ -2,8 +2,8 @@
 
 A provider receives new tokens (their bytes, and the base pieces a merge built them from) and returns
 one (n, d) block per token: n = 1 for a tied model (one row serves input and output), n = 2 for input
-and output rows. The FVT provider is here; a hypernetwork (ZeTT, issue 5) plugs in through the same
-`EmbeddingProvider` protocol once its folder format exists.
+and output rows. Two providers: FVT, and a trained ZeTT hypernetwork (`transplant hypernet train`), which
+predicts the rows from the token's bytes as the paper does.
 
 The output side. The paper keeps the base vocabulary's output layer for its decoder experiments
 (prefill with merged tokens, then score or generate base tokens) and uses the hypernetwork's output
@@ -81,12 +81,41 @@ def base_rows(model) -> tuple[torch.Tensor, torch.Tensor | None]:
     return inputs, None if head.weight is inputs else head.weight
 
 
-def load_provider(model, hypernet: str | Path | None = None, output_shift: torch.Tensor | None = None) -> EmbeddingProvider:
-    """FVT rows from the model's own matrices; a hypernetwork folder once one can be read."""
-    if hypernet is not None:
-        raise UserError(
-            f"cannot use hypernetwork {hypernet}: no hypernetwork folder format exists yet (the hypernetwork "
-            "issue is not done); leave out --hypernet to embed merged tokens with fvt"
-        )
+class HypernetProvider:
+    """Rows predicted by a hypernetwork from the token's bytes, decomposed by the base vocabulary."""
+
+    def __init__(self, hypernet: str | Path, table: torch.Tensor, vocab, output_shift: torch.Tensor | None = None):
+        from transplant.hypernet.model import check_base, load_hypernet
+        from transplant.hypernet.pieces import PieceEncoder
+
+        self.model = load_hypernet(hypernet)
+        check_base(self.model, table, "this model")
+        self.table = table
+        self.encoder = PieceEncoder(vocab, self.model.config.max_pieces)
+        self.output_shift = None if output_shift is None else output_shift.detach().float()
+        # a tied model stays tied unless a shift makes the output row differ from the input row
+        self.n_heads = table.shape[1] + (1 if table.shape[1] == 1 and output_shift is not None else 0)
+
+    def embed(self, tokens: list[NewToken]) -> torch.Tensor:
+        if not tokens:
+            return torch.empty(0, self.n_heads, self.table.shape[2])
+        with torch.no_grad():
+            rows = self.model(self.table, self.encoder.batch([t.data for t in tokens]))
+        if self.n_heads > rows.shape[1]:
+            rows = torch.cat([rows, rows], dim=1)
+        if self.output_shift is not None:
+            rows[:, -1] += self.output_shift
+        return rows
+
+
+def load_provider(
+    model, hypernet: str | Path | None = None, output_shift: torch.Tensor | None = None, vocab=None
+) -> EmbeddingProvider:
+    """FVT rows from the model's own matrices, or a hypernetwork's predictions (needs the base `vocab`)."""
     inputs, outputs = base_rows(model)
-    return FvtProvider(inputs, outputs, output_shift)
+    if hypernet is None:
+        return FvtProvider(inputs, outputs, output_shift)
+    if vocab is None:
+        raise UserError("a hypernetwork provider needs the base vocabulary (transplant.vocab.load_vocab)")
+    heads = [inputs.detach().float()] + ([] if outputs is None else [outputs.detach().float()])
+    return HypernetProvider(hypernet, torch.stack(heads, dim=1), vocab, output_shift)

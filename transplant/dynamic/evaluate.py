@@ -28,6 +28,7 @@ class DynamicEvalOptions:
     output_bias: float = 0.0
     cache_size: int = 4096
     target_reduction: float | None = None
+    hypernet: str | None = None  # embed merged tokens with this hypernetwork folder instead of fvt
     progress: bool = True
 
 
@@ -60,12 +61,13 @@ def evaluate(base: str | Path, texts: dict[str, str], options: DynamicEvalOption
         from transplant.calibrate import bias_direction
 
         shift = options.output_bias * bias_direction(base).u
-    cache = EmbeddingCache(load_provider(model, output_shift=shift), options.cache_size)
-    table = TokenTable.from_vocab(load_vocab(base))
+    vocab = load_vocab(base)
+    cache = EmbeddingCache(load_provider(model, options.hypernet, shift, vocab), options.cache_size)
+    table = TokenTable.from_vocab(vocab)
     settings = [0] + [m for m in dict.fromkeys(options.merges) if m != 0]
     result: dict = {
         "base": str(base),
-        "embeddings": "fvt",
+        "embeddings": "fvt" if options.hypernet is None else f"hypernet {options.hypernet}",
         "boundary": options.boundary,
         "batch_size": options.batch_size,
         "chunk_tokens": options.chunk_tokens,

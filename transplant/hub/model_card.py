@@ -279,6 +279,13 @@ def _hypernetwork(folder: FolderKind, title: str) -> tuple[dict, str]:
     for_base = f"`{base}`" if base else "(not recorded)"
     body = (
         f"# {title}\n\nA hypernetwork that predicts input and output embeddings for the tokens of any tokenizer, "
-        f"for the base model {for_base}. Use it with `transplant --method hypernet`.\n"
+        f"for the base model {for_base}. Use it with "
+        f"`transplant --base {base or 'BASE'} --donor-tokenizer ANY --method hypernet --hypernet {title}`.\n"
     )
+    training = config.get("training") or {}
+    if training.get("steps"):
+        body += (
+            f"\nTrained for {training['steps']} steps ({training.get('minutes')} minutes, {training.get('tokens')} tokens) "
+            f"on {training.get('world_size', 1)} {training.get('device', '')} process(es).\n"
+        )
     return metadata, body

@@ -20,6 +20,19 @@ class MethodInputs:
     alignment: Alignment
 
 
+@dataclass
+class MethodOutput:
+    """What a method may return instead of a bare tensor of new rows: also predictions for the tokens
+    shared with the base, which then replace the base's own rows (hypernet with keep_shared off)."""
+
+    new_rows: torch.Tensor  # (len(new_ids), n, d)
+    shared_rows: torch.Tensor | None = None  # (len(shared donor ids), n, d), in alignment.shared_pairs order
+
+
+def as_output(result: torch.Tensor | MethodOutput) -> MethodOutput:
+    return result if isinstance(result, MethodOutput) else MethodOutput(result)
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     fn: Callable[..., torch.Tensor]
@@ -38,9 +51,12 @@ def register(name: str, needs_donor_embeddings: bool, summary: str):
     return wrap
 
 
-def build_matrices(inputs: MethodInputs, new_rows: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
+def build_matrices(
+    inputs: MethodInputs, new_rows: torch.Tensor, dtype: torch.dtype, shared_rows: torch.Tensor | None = None
+) -> list[torch.Tensor]:
     """One contiguous (V_donor, d) matrix per head in `dtype`: base rows for matched tokens,
-    `new_rows` for the rest. Filled head by head so no second full-size copy exists."""
+    `new_rows` for the rest, and `shared_rows` (when given) over the tokens shared by bytes.
+    Filled head by head so no second full-size copy exists."""
     al: Alignment = inputs.alignment
     matched = torch.from_numpy((al.kind != NEW).nonzero()[0])
     sources = torch.from_numpy(al.donor_to_base[matched.numpy()])
@@ -51,6 +67,8 @@ def build_matrices(inputs: MethodInputs, new_rows: torch.Tensor, dtype: torch.dt
         out[matched] = inputs.base[sources, h].to(dtype)
         for lo in range(0, len(new_ids), 65536):
             out[new_ids[lo : lo + 65536]] = new_rows[lo : lo + 65536, h].to(dtype)
+        if shared_rows is not None:
+            out[torch.from_numpy(al.shared_pairs[0])] = shared_rows[:, h].to(dtype)
         heads.append(out)
     return heads
 

@@ -1,0 +1,27 @@
+"""The hypernetwork benchmark's summary: ratios to the base and the English-vs-fvt verdict per donor."""
+
+from transplant.eval.bench_hypernet import markdown, summarize
+
+SCORES = {
+    "base": {"en": 1.0, "code": 2.0},
+    "qwen-fvt": {"en": 1.3, "code": 2.8},
+    "qwen-hypernet": {"en": 1.2, "code": 3.0},
+    "qwen-hypernet-all": {"en": 1.4, "code": 3.2},
+    "gpt2-fvt": {"en": 1.1, "code": 2.2},
+    "gpt2-hypernet": {"en": 1.15, "code": 2.1},
+    "gpt2-hypernet-all": {"en": 1.12, "code": 2.4},
+}
+
+
+def test_summary_counts_donors_where_a_hypernet_variant_beats_fvt_on_english():
+    summary = summarize(SCORES, ["qwen", "gpt2"])
+    assert summary["ratios"]["qwen-fvt"] == {"en": 1.3, "code": 1.4}
+    assert summary["english_vs_fvt"]["qwen"]["beats_fvt"] is True
+    assert summary["english_vs_fvt"]["gpt2"] == {"fvt_en": 1.1, "hypernet_en": 1.12, "beats_fvt": False}
+    assert summary["donors_beating_fvt"] == 1
+
+
+def test_markdown_marks_the_best_method_per_donor_and_domain():
+    table = markdown(summarize(SCORES, ["qwen", "gpt2"])["ratios"], ["qwen", "gpt2"])
+    assert "| qwen | hypernet | **1.200** | 1.500 |" in table
+    assert "| gpt2 | hypernet | 1.150 | **1.050** |" in table

@@ -1,0 +1,110 @@
+"""What healing trains; everything else stays frozen.
+
+- `embeddings`: the rows of new tokens in the input and output embeddings (one matrix when tied).
+  The rows are a parameter of their own, put into a copy of the frozen matrix at every forward
+  (torch.func.functional_call), so no other row can change, no weight decay or optimizer state ever
+  touches them, and a tied matrix stays one matrix.
+- `embeddings+norms`: also every RMSNorm / LayerNorm weight (and bias).
+- `lora`: also a LoRA (transplant.heal.lora) on the attention and MLP linears, merged on save.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from transplant.errors import UserError
+from transplant.heal.lora import LoRALinear, inject
+
+TRAIN_SETS = ("embeddings", "embeddings+norms", "lora")
+
+
+@dataclass
+class RowBlock:
+    """The new rows of one embedding matrix."""
+
+    name: str  # the model's parameter name of the matrix
+    matrix: torch.Tensor  # the full matrix, frozen
+    rows: nn.Parameter  # (len(ids), d), trained
+
+
+class Trainable:
+    def __init__(self, model: nn.Module, new_ids, train_set: str = "embeddings", *,
+                 lora_rank: int = 8, lora_alpha: float = 16.0, seed: int = 0):
+        if train_set not in TRAIN_SETS:
+            raise UserError(f"unknown --train {train_set!r}; choose one of: {', '.join(TRAIN_SETS)}")
+        for param in model.parameters():
+            param.requires_grad_(False)
+        self.model = model
+        self.train_set = train_set
+        device = next(model.parameters()).device
+        self.ids = torch.as_tensor(new_ids, dtype=torch.long, device=device)
+        names = {id(p): n for n, p in model.named_parameters()}
+        inp = model.get_input_embeddings().weight
+        out = model.get_output_embeddings()
+        matrices = [inp] + ([out.weight] if out is not None and out.weight is not inp else [])
+        if len(self.ids) and int(self.ids.max()) >= min(m.shape[0] for m in matrices):
+            raise UserError(f"new token id {int(self.ids.max())} is past the embedding matrix ({matrices[0].shape[0]} rows)")
+        self.blocks = [RowBlock(names[id(m)], m, nn.Parameter(m.detach()[self.ids].clone())) for m in matrices]
+        self.norms: dict[str, nn.Parameter] = {}
+        if train_set == "embeddings+norms":
+            for module_name, module in model.named_modules():
+                if type(module).__name__.endswith("Norm") or isinstance(module, nn.LayerNorm):
+                    for param_name, param in module.named_parameters(recurse=False):
+                        param.requires_grad_(True)
+                        self.norms[f"{module_name}.{param_name}"] = param
+        self.lora: dict[str, LoRALinear] = inject(model, lora_rank, lora_alpha, seed) if train_set == "lora" else {}
+
+    @property
+    def tied(self) -> bool:
+        return len(self.blocks) == 1
+
+    def named_parameters(self) -> dict[str, nn.Parameter]:
+        """Every trained tensor, in a fixed order (the optimizer's and the checkpoint's)."""
+        params = {f"{block.name}:new_rows": block.rows for block in self.blocks}
+        params.update(self.norms)
+        for name, wrapper in self.lora.items():
+            params[f"{name}:lora_a"] = wrapper.lora_a
+            params[f"{name}:lora_b"] = wrapper.lora_b
+        return params
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups. Weight decay only on LoRA matrices: rows and norms start from meaningful
+        values, and decay would pull them toward zero, not toward the transplant. LoRA matrices train
+        at a tenth of --lr (`lr_scale`): new rows heal fastest near 1e-2 (measured: HealOptions.lr), ten
+        times the rates LoRA fine-tuning usually takes."""
+        params = self.named_parameters()
+        lora = [p for n, p in params.items() if ":lora_" in n]
+        rest = [p for n, p in params.items() if ":lora_" not in n]
+        groups = [{"params": rest, "weight_decay": 0.0, "lr_scale": 1.0}]
+        return groups + ([{"params": lora, "weight_decay": weight_decay, "lr_scale": 0.1}] if lora else [])
+
+    def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The model's logits with the current rows in place (differentiable in every trained tensor)."""
+        overrides = {block.name: block.matrix.detach().index_put((self.ids,), block.rows) for block in self.blocks}
+        # tie_weights: a tied output matrix follows the input's override
+        out = functional_call(self.model, overrides, args=(), kwargs={"input_ids": input_ids, "use_cache": False},
+                              tie_weights=True)
+        return out.logits
+
+    @torch.no_grad()
+    def final_tensors(self) -> dict[str, torch.Tensor]:
+        """Model parameter name -> the full tensor to save, for every tensor that training changed."""
+        tensors = {block.name: block.matrix.index_put((self.ids,), block.rows) for block in self.blocks}
+        tensors.update({name: param.detach().clone() for name, param in self.norms.items()})
+        tensors.update({name: wrapper.merged_weight() for name, wrapper in self.lora.items()})
+        return {name: tensor.cpu() for name, tensor in tensors.items()}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {name: param.detach().cpu().clone() for name, param in self.named_parameters().items()}
+
+    @torch.no_grad()
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        params = self.named_parameters()
+        if set(state) != set(params):
+            raise UserError("the checkpoint trains other tensors than this run; start over with --overwrite")
+        for name, param in params.items():
+            param.copy_(state[name])
