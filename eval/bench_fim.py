@@ -6,7 +6,8 @@ model's tokenizer). Reported per method: exact match of the rest of the line and
 log-likelihood of the true rest of the line (nats per prompt; healing is -inf where its constraint
 excludes the true first token, counted separately).
 
-    python -m transplant.eval.bench_fim --model qwen2.5-coder-0.5b --prompts 200 --json docs/bytes_fim.json
+    python -m transplant.eval.bench_fim --model qwen2.5-coder-0.5b --prompts 200 --json docs/bytes_fim.json \
+        [--log results/fim.jsonl]   # with --log, a stopped run continues where it stopped
 """
 
 from __future__ import annotations
@@ -65,15 +66,32 @@ def _char_boundary(data: bytes, cut: int) -> bool:
     return cut < len(data) and (data[cut] & 0xC0) != 0x80
 
 
-def bench(model: str, n: int, seed: int) -> dict:
+def read_log(path: Path | None) -> list[dict]:
+    """The per-prompt records a run appended to `path` (none when it does not exist yet)."""
+    if path is None or not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("{")]
+
+
+def bench(model: str, n: int, seed: int, log: Path | None = None) -> dict:
+    """Every prompt through run_fim; with `log`, each record is appended there as it finishes, and the
+    records already there (the same prompts: same model and seed) are kept, not recomputed."""
     lm = load_byte_lm(model)
     prompts = make_prompts(lm, n, seed)
-    records = []
-    for prompt in tqdm(prompts, desc="fim prompts"):
+    records = read_log(log)[:n]
+    for prompt, record in zip(prompts, records):
+        if (record["tail"], record["middle"]) != (prompt.tail, prompt.middle):
+            raise SystemExit(f"{log} holds other prompts (another model or seed?); pass another --log")
+    for prompt in tqdm(prompts[len(records):], desc="fim prompts", initial=len(records), total=len(prompts)):
         out = run_fim(lm, prompt, max_bytes=len(prompt.middle.encode()) + 16)
         records.append({"tail": prompt.tail, "middle": prompt.middle, "prediction": out.prediction,
                         "logp": out.logp, "exact": out.exact})
-        print(json.dumps(records[-1], ensure_ascii=False), flush=True)  # partial results survive an interruption
+        line = json.dumps(records[-1], ensure_ascii=False)
+        if log is not None:
+            with log.open("a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        else:
+            print(line, flush=True)  # partial results survive an interruption
     return {"model": model, "prompts": len(records), "seed": seed, "summary": summarize(records), "records": records}
 
 
@@ -100,13 +118,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json")
     p.add_argument("--from-log", metavar="LOG",
                    help="summarize the per-prompt JSON lines an earlier (possibly interrupted) run printed")
+    p.add_argument("--log", type=Path, metavar="FILE",
+                   help="append each prompt's record here; a rerun keeps those already there and goes on (runs in parts)")
     args = p.parse_args(argv)
     if args.from_log:
-        records = [json.loads(line) for line in Path(args.from_log).read_text().splitlines() if line.startswith("{")]
+        records = read_log(Path(args.from_log))
         result = {"model": args.model, "prompts": len(records), "seed": args.seed, "summary": summarize(records),
                   "records": records}
     else:
-        result = bench(args.model, args.prompts, args.seed)
+        result = bench(args.model, args.prompts, args.seed, args.log)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     print(f"{result['prompts']} prompts")

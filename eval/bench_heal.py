@@ -8,13 +8,15 @@ One run per transplant and objective trains for max(--minutes) minutes of traini
 listed minute (the first step that ends past it) the clock stops, the trained tensors are copied into
 an evaluation copy of the model, and every domain is scored as `transplant eval` scores it (16 KiB per
 domain, context 1024, stride 512): evaluation never counts as training time. The original base model
-is scored once. Training text: ~/.cache/transplant/train_text/*.txt (built when missing), which never
+and each unhealed transplant are scored once. `--append` adds runs to an earlier --json measured with
+the same options (the pairs it holds are skipped), so the benchmark can be run in parts. Training text: ~/.cache/transplant/train_text/*.txt (built when missing), which never
 overlaps the evaluation domains.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -70,8 +72,9 @@ def training_texts(paths: list[str] | None) -> list[str]:
 
 
 def heal_run(name: str, folder: Path, objective: str, marks: list[float], args, texts: list[str],
-             domains: dict[str, str], base_bpb: dict[str, float]) -> dict:
-    """One heal of `folder` for max(marks) minutes, scored before and at every mark."""
+             domains: dict[str, str], base_bpb: dict[str, float], before: dict[str, dict]) -> dict:
+    """One heal of `folder` for max(marks) minutes, scored before and at every mark. `before` keeps
+    the unhealed scores per transplant folder, so each is scored once whatever the number of objectives."""
     from transplant.heal.pipeline import HealOptions, prepare
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-heal-"))
@@ -86,7 +89,10 @@ def heal_run(name: str, folder: Path, objective: str, marks: list[float], args, 
 
     def snapshot(state) -> None:
         clock = time.perf_counter()
-        bpb = scorer.score(session.trainable.final_tensors() if state is not None else None)
+        if state is None:
+            bpb = before[str(folder)] = before.get(str(folder)) or scorer.score()
+        else:
+            bpb = scorer.score(session.trainable.final_tensors())
         snapshots.append({
             "minutes": round(state.seconds / 60, 3) if state else 0.0, "steps": state.step if state else 0,
             "tokens": state.tokens if state else 0, "bpb": bpb,
@@ -112,12 +118,34 @@ def heal_run(name: str, folder: Path, objective: str, marks: list[float], args, 
             "steps": state.step, "tokens": state.tokens, "snapshots": snapshots}
 
 
+def continued(fresh: dict, path: Path | None) -> dict:
+    """The results in `path`, to add runs to: only when they were measured exactly as this call
+    would measure (same domains, bytes, marks and settings but the thread count)."""
+    from transplant.errors import UserError
+
+    if path is None or not path.is_file():
+        raise UserError("--append needs --json FILE from an earlier run of this benchmark")
+    old = json.loads(path.read_text(encoding="utf-8"))
+    keys = ("domains", "max_bytes", "context", "stride", "minutes")
+    differ = [k for k in keys if old.get(k) != fresh[k]]
+    differ += [f"settings.{k}" for k, v in fresh["settings"].items() if k != "threads" and old["settings"].get(k) != v]
+    if differ:
+        raise UserError(f"{path} was measured with other {', '.join(differ)}; pass the same options or another --json")
+    old["complete"] = False
+    return old
+
+
 def format_table(result: dict) -> str:
     columns = result["domains"] + ["overall"]
     lines = ["| run | minutes | steps | " + " | ".join(columns) + " |", "|---|---|---|" + "---|" * len(columns)]
     lines.append("| original base (bpb) | | | " + " | ".join(f"{result['base_bpb'][c]:.3f}" for c in columns) + " |")
+    shown = set()
     for run in result["runs"]:
         for snap in run["snapshots"]:
+            if not snap["steps"]:
+                if run["folder"] in shown:
+                    continue  # the same unhealed model for every objective
+                shown.add(run["folder"])
             label = f"{run['transplant']} {run['objective']}" if snap["steps"] else f"{run['transplant']} before"
             cells = " | ".join(f"{snap['bpb_ratio'][c]:.3f}x" for c in columns)
             lines.append(f"| {label} | {snap['minutes']:.1f} | {snap['steps']} | {cells} |")
@@ -125,6 +153,8 @@ def format_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from transplant.cli_heal import DEFAULTS
+
     p = argparse.ArgumentParser(prog="python -m transplant.eval.bench_heal", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, nargs="+", default=[10, 30], help="snapshot marks; trains for the largest")
@@ -135,14 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-bytes", type=int, default=16384)
     p.add_argument("--text", nargs="+", help="training text (default: the cache's train_text/*.txt)")
     p.add_argument("--train", default="embeddings")
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--lr", type=float, default=DEFAULTS.lr)
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    p.add_argument("--seq-len", type=int, default=DEFAULTS.seq_len)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--context", type=int, default=1024)
     p.add_argument("--stride", type=int, default=512)
     p.add_argument("--device")
     p.add_argument("--json", type=Path)
+    p.add_argument("--append", action="store_true",
+                   help="add to the runs already in --json (same options), skipping transplant/objective pairs it has")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
@@ -168,19 +200,33 @@ def main(argv: list[str] | None = None) -> int:
         if len(bases) != 1:
             raise UserError(f"the transplants have different bases ({sorted(bases)}); compare one base at a time")
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        base_bpb = Scorer(Path(bases.pop()), domains, args.context, args.stride, device).score()
+        result = {"definition": DEFINITION, "domains": list(domains), "max_bytes": args.max_bytes,
+                  "context": args.context, "stride": args.stride, "minutes": args.minutes,
+                  "settings": {"train": args.train, "lr": args.lr, "batch_size": args.batch_size,
+                               "seq_len": args.seq_len, "seed": args.seed, "device": str(device),
+                               "threads": torch.get_num_threads(), "texts": [Path(t).name for t in texts]},
+                  "runs": [], "complete": False}
+        if args.append:
+            result = continued(result, args.json)
+        else:
+            result["base_bpb"] = Scorer(Path(bases.pop()), domains, args.context, args.stride, device).score()
+        base_bpb = result["base_bpb"]
         print("original base: " + "  ".join(f"{d} {v:.3f} bpb" for d, v in base_bpb.items()), file=sys.stderr)
-        runs = [heal_run(t, sources[t].folder, objective, args.minutes, args, texts, domains, base_bpb)
-                for t in args.transplants for objective in args.objectives]
+        done = {(run["folder"], run["objective"]) for run in result["runs"]}
+        before = {run["folder"]: run["snapshots"][0]["bpb"] for run in result["runs"]}
+        for t in args.transplants:
+            for objective in args.objectives:
+                if (str(sources[t].folder), objective) in done:
+                    continue
+                result["runs"].append(heal_run(t, sources[t].folder, objective, args.minutes, args, texts, domains,
+                                               base_bpb, before))
+                # an hours-long benchmark keeps what it measured if it is stopped part way
+                if args.json:
+                    write_json(result, args.json)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    result = {"definition": DEFINITION, "domains": list(domains), "max_bytes": args.max_bytes,
-              "context": args.context, "stride": args.stride, "minutes": args.minutes,
-              "settings": {"train": args.train, "lr": args.lr, "batch_size": args.batch_size, "seq_len": args.seq_len,
-                           "seed": args.seed, "device": str(device), "threads": torch.get_num_threads(),
-                           "texts": [Path(t).name for t in texts]},
-              "base_bpb": base_bpb, "runs": runs}
+    result["complete"] = True
     print(format_table(result))
     if args.json:
         write_json(result, args.json)

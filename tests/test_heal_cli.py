@@ -82,11 +82,17 @@ def test_missing_base_names_the_path_and_teacher(transplant_dir, tiny, tmp_path,
     shutil.copytree(transplant_dir, moved)
     shutil.copy(text_file(transplant_dir), text_file(moved))
     record = json.loads((moved / "transplant.json").read_text())
-    record["base"]["path"] = str(tmp_path / "gone")
+    spec = record["base"]["spec"]
+    record["base"].update(path=str(tmp_path / "gone"), spec=str(tmp_path / "gone-too"))
     (moved / "transplant.json").write_text(json.dumps(record))
     line = error_line(capsys, heal_args(moved, tmp_path / "o", "--steps", "1", "--objective", "distill"))
     assert str(tmp_path / "gone") in line and "--teacher PATH" in line
     assert main(heal_args(moved, tmp_path / "o", "--steps", "1", "--teacher", str(tiny["bl_tied"]))) == 0
+    # a vanished temporary folder whose spec (here a path; usually a pack name) still resolves
+    record["base"]["spec"] = spec
+    (moved / "transplant.json").write_text(json.dumps(record))
+    assert main(heal_args(moved, tmp_path / "o3", "--steps", "1", "--objective", "distill")) == 0
+    assert "is gone; using" in capsys.readouterr().err
 
 
 def test_text_overlapping_the_evaluation_is_refused(transplant_dir, tmp_path, capsys, monkeypatch):

@@ -60,15 +60,19 @@ def test_token_logprobs_and_lm_loss_ignore_padding():
     assert lm_loss(logits, targets).item() == pytest.approx(-(lp.sum() / 3).item(), abs=1e-6)
 
 
-def test_alm_loss_is_zero_only_at_the_teacher_and_pulls_toward_it():
-    teacher = torch.tensor([-1.0, -6.0, -12.0])
-    assert alm_loss(teacher.clone(), teacher).item() == 0
-    student = torch.tensor([-2.0, -5.0, -12.5], requires_grad=True)
+def test_alm_loss_is_a_binary_kl_zero_only_at_the_teacher():
+    teacher = torch.tensor([-0.1, -2.0, -12.0])
+    assert alm_loss(teacher.clone(), teacher).item() == pytest.approx(0, abs=1e-7)
+    student = torch.tensor([-0.5, -1.0, -11.0], requires_grad=True)
     loss = alm_loss(student, teacher)
     loss.backward()
-    assert loss.item() == pytest.approx((1 + 1 + 0.5) / 3)
-    # every chunk pulls with the same weight, however unlikely it is
-    assert student.grad.tolist() == pytest.approx([-1 / 3, 1 / 3, -1 / 3])
+    p, q = teacher.exp(), student.detach().exp()
+    by_hand = (p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()).mean()
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    # the gradient pulls every chunk toward the teacher: up where the student is too low, down where too high
+    assert student.grad[0] < 0 and student.grad[1] > 0 and student.grad[2] > 0
+    # a chunk of log-prob 0 (certain) stays finite
+    assert torch.isfinite(alm_loss(torch.tensor([0.0]), torch.tensor([-0.5])))
 
 
 def test_distill_windows_give_both_models_the_same_bytes_per_chunk(tiny):

@@ -47,5 +47,5 @@ def test_twenty_lm_steps_lower_english_bits_per_byte(omp_folder, tmp_path):
     heal_s = time.perf_counter() - clock
     before, after = en_bpb(omp_folder, text), en_bpb(out, text)
     print(f"\nen bpb {before:.4f} -> {after:.4f} ({after / before - 1:+.2%}) after 20 lm steps in {heal_s:.0f} s")
-    # measured: MEASURED
-    assert after < before * 0.98
+    # measured 2026-11-23 (2 cores, lr / sqrt(row updates)): 0.7906 -> 0.7182 (-9.2%) in 147 s
+    assert after < before * 0.95

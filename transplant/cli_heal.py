@@ -7,6 +7,8 @@ import argparse
 from transplant.heal.pipeline import DEFAULT_MINUTES, OBJECTIVES, HealOptions
 from transplant.heal.trainable import TRAIN_SETS
 
+DEFAULTS = HealOptions(folder="", texts=[], output="")
+
 EPILOG = f"""\
 Trains the embedding rows the transplant made up (the donor tokens the base lacks), everything else
 frozen, for --steps N or --minutes M (default {DEFAULT_MINUTES:g} minutes of training, loading excluded):
@@ -41,12 +43,16 @@ def heal_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, metavar="HEALED_DIR", help="where the healed model goes")
     p.add_argument("--steps", type=int, help="optimizer steps to train")
     p.add_argument("--minutes", type=float, help=f"minutes of training (default {DEFAULT_MINUTES:g}; not with --steps)")
-    p.add_argument("--objective", choices=OBJECTIVES, default="lm", help="training loss (default lm)")
+    p.add_argument("--objective", choices=OBJECTIVES, default=DEFAULTS.objective,
+                   help=f"training loss (default {DEFAULTS.objective}: it healed more per minute, README 'Healing')")
     p.add_argument("--train", choices=TRAIN_SETS, default="embeddings", help="what trains (default embeddings)")
-    p.add_argument("--lr", type=float, default=1e-2, help="AdamW learning rate after warm-up (default 1e-2; LoRA matrices take a tenth)")
-    p.add_argument("--warmup", type=int, default=10, help="steps of linear warm-up; constant afterwards (default 10)")
-    p.add_argument("--batch-size", type=int, default=4, help="text windows per step and process (default 4)")
-    p.add_argument("--seq-len", type=int, default=256, help="tokens per window (default 256)")
+    p.add_argument("--lr", type=float, default=DEFAULTS.lr,
+                   help=f"Adam learning rate after warm-up (default {DEFAULTS.lr:g}; LoRA matrices take a tenth)")
+    p.add_argument("--warmup", type=int, default=DEFAULTS.warmup,
+                   help=f"steps of linear warm-up; constant afterwards (default {DEFAULTS.warmup})")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                   help=f"text windows per step and process (default {DEFAULTS.batch_size})")
+    p.add_argument("--seq-len", type=int, default=DEFAULTS.seq_len, help=f"tokens per window (default {DEFAULTS.seq_len})")
     p.add_argument("--seed", type=int, default=0, help="seed of the window draws and LoRA init (default 0)")
     p.add_argument("--lora-rank", type=int, default=8, help="--train lora: rank (default 8)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="--train lora: AdamW weight decay of the LoRA matrices")

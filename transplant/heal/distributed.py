@@ -52,6 +52,15 @@ def average_gradients(params: list[torch.nn.Parameter], ranks: Ranks) -> None:
             param.grad /= ranks.world
 
 
+def any_rank(mask: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    """Element-wise OR of a bool tensor over ranks."""
+    if ranks.world == 1:
+        return mask
+    counts = mask.to(torch.int32)
+    dist.all_reduce(counts)
+    return counts > 0
+
+
 def summed(values: list[float], ranks: Ranks, device: torch.device) -> list[float]:
     """Each value summed over ranks (float64, so token counts stay exact)."""
     if ranks.world == 1:

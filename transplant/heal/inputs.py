@@ -37,12 +37,29 @@ def read_input(folder: str | Path, base_override: str | None = None) -> HealInpu
         if not (base / "config.json").is_file():
             raise UserError(f"--teacher {base_override} is not a model folder (no config.json)")
     else:
-        recorded = (record.get("base") or {}).get("path")
-        base = Path(recorded) if recorded else None
-        if base is None or not (base / "config.json").is_file():
-            raise UserError(f"the base model {recorded} recorded in {record_path} is missing; pass --teacher PATH "
-                            "(the original base model folder)")
+        base = _recorded_base(record.get("base") or {}, record_path)
     return HealInput(path, record, base)
+
+
+def _recorded_base(entry: dict, record_path: Path) -> Path:
+    """The base folder transplant.json names; when that folder is gone (a temporary pack location),
+    what its spec (a pack name, Hub id or path) resolves to now."""
+    recorded = entry.get("path")
+    if recorded and (Path(recorded) / "config.json").is_file():
+        return Path(recorded)
+    spec = entry.get("spec")
+    if spec:
+        from transplant.sources import resolve
+
+        try:
+            base = resolve(spec, need_weights=True).path
+        except UserError:
+            base = None
+        if base is not None:
+            print(f"note: the base folder {recorded} is gone; using {base}, which {spec!r} resolves to", file=sys.stderr)
+            return base
+    raise UserError(f"the base model {recorded} recorded in {record_path} is missing; pass --teacher PATH "
+                    "(the original base model folder)")
 
 
 def new_token_ids(source: HealInput) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The training loop: AdamW after a linear warm-up, a stop at N steps or M minutes, checkpoints that
+"""The training loop: Adam (transplant.heal.optim) after a linear warm-up, a stop at N steps or M minutes, checkpoints that
 `--resume` continues from exactly, data-parallel under torchrun (transplant.heal.distributed).
 
 The windows of step s on rank r come from a generator seeded by (seed, r, s), so a resumed run draws
@@ -20,7 +20,8 @@ import torch
 from tqdm import tqdm
 
 from transplant.errors import UserError
-from transplant.heal.distributed import Ranks, average_gradients, rank0_decides, summed
+from transplant.heal.distributed import Ranks, any_rank, average_gradients, rank0_decides, summed
+from transplant.heal.optim import HealOptimizer
 from transplant.heal.trainable import Trainable
 from transplant.train_text import sample_windows
 
@@ -56,7 +57,8 @@ class LoopState:
 
 def learning_rate(config: LoopConfig, step: int) -> float:
     """Linear warm-up, then constant: a run stopped by the clock does not know its length, and with a
-    constant rate a snapshot along a long run is the run that would have stopped there."""
+    constant rate a snapshot along a long run is the run that would have stopped there. (Rows still
+    slow down: transplant.heal.optim divides each row's step by the root of its update count.)"""
     return config.lr * min(1.0, (step + 1) / max(1, config.warmup))
 
 
@@ -66,7 +68,7 @@ def finished(config: LoopConfig, state: LoopState) -> bool:
     return state.seconds >= config.minutes * 60
 
 
-def save_checkpoint(folder: Path, trainable: Trainable, optimizer, state: LoopState, fingerprint: dict) -> None:
+def save_checkpoint(folder: Path, trainable: Trainable, optimizer: HealOptimizer, state: LoopState, fingerprint: dict) -> None:
     """Trainable tensors, optimizer, counters; the file is replaced atomically."""
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"trainable": trainable.state(), "optimizer": optimizer.state_dict(), "fingerprint": fingerprint,
@@ -77,7 +79,7 @@ def save_checkpoint(folder: Path, trainable: Trainable, optimizer, state: LoopSt
     os.replace(tmp, folder / STATE_FILE)
 
 
-def load_checkpoint(folder: Path, trainable: Trainable, optimizer, fingerprint: dict) -> LoopState:
+def load_checkpoint(folder: Path, trainable: Trainable, optimizer: HealOptimizer, fingerprint: dict) -> LoopState:
     path = folder / STATE_FILE
     if not path.is_file():
         raise UserError(f"nothing to resume: {path} not found; run without --resume")
@@ -99,7 +101,7 @@ def train(trainable: Trainable, task, texts: dict[str, str], config: LoopConfig,
     if (config.steps is None) == (config.minutes is None):
         raise UserError("give the training length as steps or as minutes, one of the two")
     params = list(trainable.named_parameters().values())
-    optimizer = torch.optim.AdamW(trainable.param_groups(config.weight_decay), lr=config.lr)
+    optimizer = HealOptimizer(trainable.row_params(), trainable.dense_groups(config.weight_decay))
     state = LoopState()
     if config.resume:
         state = load_checkpoint(config.checkpoint_dir, trainable, optimizer, config.fingerprint)
@@ -113,15 +115,17 @@ def train(trainable: Trainable, task, texts: dict[str, str], config: LoopConfig,
             clock = time.perf_counter()
             rng = np.random.default_rng([config.seed, ranks.rank, state.step])
             batch = task.batch(lambda: sample_windows(texts, 1, config.window_bytes, rng)[0])
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config, state.step) * group["lr_scale"]
             loss = task.loss(trainable, batch, device)
-            optimizer.zero_grad(set_to_none=True)
+            for param in params:
+                param.grad = None
             loss.backward()
             average_gradients(params, ranks)
+            # ranks move the rows any of them saw, so the rows stay identical everywhere
+            active = any_rank(trainable.active_rows(batch.tokens()), ranks)
+            trainable.keep_row_gradients(active)
             if config.clip:
                 torch.nn.utils.clip_grad_norm_(params, config.clip)
-            optimizer.step()
+            optimizer.step(learning_rate(config, state.step), active)
             loss_sum, tokens, n_bytes = summed([loss.item(), batch.n_tokens, batch.n_bytes], ranks, device)
             state.step += 1
             state.tokens += int(tokens)

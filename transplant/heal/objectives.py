@@ -12,6 +12,8 @@ token-to-token mapping is needed.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -69,13 +71,21 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), ignore_index=IGNORE)
 
 
-def alm_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Mean |log p_student(chunk) - log p_teacher(chunk)| over chunks (nats).
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x < 0, accurate at both ends (Mächler 2012)."""
+    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
-    Chosen over a binary cross-entropy between chunk probabilities by a measurement (SmolLM2-135M
-    <- Qwen2.5, omp k=8, same text, steps and lr): that loss's gradient is (q - p) / (1 - q) in the
-    student's chunk log-prob, so a chunk of probability e^-5 pulls with a weight of about 0.007 and
-    the multi-token chunks where the transplant is worst barely train; the absolute difference pulls
-    every chunk with weight one.
+
+def alm_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean binary KL divergence between the teacher's and the student's probability of each chunk
+    (nats), from chunk log-probs: the binary cross-entropy of tokenkit's ALM less its constant part.
+
+    Chosen over the mean |log p_student - log p_teacher| by a measurement (SmolLM2-135M <- Qwen2.5,
+    omp k=8, 10 steps of 4 x 256 tokens, lr 1e-2, same windows): bits-per-byte ratio after, binary KL
+    vs absolute difference, en 1.188 vs 1.191, ja 2.707 vs 2.729, code 1.910 vs 1.958 (1.283, 3.146
+    and 2.269 before).
     """
-    return (student - teacher).abs().mean()
+    # a chunk log-prob of exactly 0 would make log(1 - p) infinite
+    s, t = student.clamp(max=-1e-6), teacher.clamp(max=-1e-6)
+    p = t.exp()
+    return (p * (t - s) + (1 - p) * (log1mexp(t) - log1mexp(s))).mean()

@@ -31,6 +31,7 @@ class HealOptions:
     minutes: float | None = None  # neither steps nor minutes: DEFAULT_MINUTES
     objective: str = "lm"
     train: str = "embeddings"
+    # the size of a row's first step; later ones shrink as 1 / sqrt(updates) (transplant.heal.optim).
     # SmolLM2-135M <- Qwen2.5 (omp k=8), 10 lm steps of 4 x 256 tokens: English bpb ratio 1.283 ->
     # 1.267 at lr 1e-3, 1.187 at 1e-2, 1.228 at 3e-2
     lr: float = 1e-2

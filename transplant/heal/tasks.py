@@ -71,6 +71,10 @@ class Batch:
     n_tokens: int  # student targets
     n_bytes: int  # text bytes those targets cover
 
+    def tokens(self) -> torch.Tensor:
+        """Every student token id the batch reads or predicts (IGNORE marks padding)."""
+        return torch.cat([self.student.inputs.flatten(), self.student.targets.flatten()])
+
 
 def _side(rows: list[list[int]], chunks: list[np.ndarray] | None, start_id: int, seq_len: int) -> Side:
     inputs = torch.full((len(rows), seq_len), start_id, dtype=torch.long)

@@ -2,8 +2,9 @@
 
 - `embeddings`: the rows of new tokens in the input and output embeddings (one matrix when tied).
   The rows are a parameter of their own, put into a copy of the frozen matrix at every forward
-  (torch.func.functional_call), so no other row can change, no weight decay or optimizer state ever
-  touches them, and a tied matrix stays one matrix.
+  (torch.func.functional_call), so no other row can change, no optimizer ever holds them, and a
+  tied matrix stays one matrix. A step moves only the rows of tokens its batch holds
+  (transplant.heal.optim says why).
 - `embeddings+norms`: also every RMSNorm / LayerNorm weight (and bias).
 - `lora`: also a LoRA (transplant.heal.lora) on the attention and MLP linears, merged on save.
 """
@@ -41,7 +42,7 @@ class Trainable:
         self.model = model
         self.train_set = train_set
         device = next(model.parameters()).device
-        self.ids = torch.as_tensor(new_ids, dtype=torch.long, device=device)
+        self.ids = torch.unique(torch.as_tensor(new_ids, dtype=torch.long)).to(device)  # sorted: see active_rows
         names = {id(p): n for n, p in model.named_parameters()}
         inp = model.get_input_embeddings().weight
         out = model.get_output_embeddings()
@@ -71,16 +72,34 @@ class Trainable:
             params[f"{name}:lora_b"] = wrapper.lora_b
         return params
 
-    def param_groups(self, weight_decay: float) -> list[dict]:
-        """AdamW groups. Weight decay only on LoRA matrices: rows and norms start from meaningful
-        values, and decay would pull them toward zero, not toward the transplant. LoRA matrices train
-        at a tenth of --lr (`lr_scale`): new rows heal fastest near 1e-2 (measured: HealOptions.lr), ten
-        times the rates LoRA fine-tuning usually takes."""
-        params = self.named_parameters()
-        lora = [p for n, p in params.items() if ":lora_" in n]
-        rest = [p for n, p in params.items() if ":lora_" not in n]
-        groups = [{"params": rest, "weight_decay": 0.0, "lr_scale": 1.0}]
+    def row_params(self) -> list[nn.Parameter]:
+        return [block.rows for block in self.blocks]
+
+    def dense_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups for norms and LoRA. Weight decay only on LoRA matrices: norms start from
+        meaningful values, and decay would pull them toward zero, not toward the transplant. LoRA
+        matrices train at a tenth of --lr (`lr_scale`): new rows heal fastest near 1e-2 (measured:
+        HealOptions.lr), ten times the rates LoRA fine-tuning usually takes."""
+        groups = [{"params": list(self.norms.values()), "weight_decay": 0.0, "lr_scale": 1.0}] if self.norms else []
+        lora = [p for wrapper in self.lora.values() for p in (wrapper.lora_a, wrapper.lora_b)]
         return groups + ([{"params": lora, "weight_decay": weight_decay, "lr_scale": 0.1}] if lora else [])
+
+    def active_rows(self, tokens: torch.Tensor) -> torch.Tensor:
+        """bool per new row: its token occurs among `tokens` (negative ids are padding)."""
+        present = torch.unique(tokens[tokens >= 0].to(self.ids.device))
+        active = torch.zeros(len(self.ids), dtype=torch.bool, device=self.ids.device)
+        if not len(self.ids) or not len(present):
+            return active
+        where = torch.searchsorted(self.ids, present).clamp(max=len(self.ids) - 1)
+        active[where[self.ids[where] == present]] = True
+        return active
+
+    @torch.no_grad()
+    def keep_row_gradients(self, active: torch.Tensor) -> None:
+        """Zero the gradient of inactive rows, so clipping measures only the rows that move."""
+        for block in self.blocks:
+            if block.rows.grad is not None:
+                block.rows.grad[~active] = 0
 
     def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The model's logits with the current rows in place (differentiable in every trained tensor)."""
