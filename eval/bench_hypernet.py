@@ -53,20 +53,32 @@ def build_and_score(base: str, donors: list[str], hypernet: str | None, out: Pat
                 continue
             name = f"{donor}-{label}"
             folder = Path(reuse.get(name, out / name))
+            cache = out / f"{name}.score.json"
             fixed = method != "hypernet"  # the network changes between runs; the other methods do not
+            # a fixed method's score outlives its folder (750 MB each), which may have been deleted
+            known = _cached(cache, texts) if fixed else None
+            if known is not None:
+                scores[name] = known
+                continue
             if not fixed or not (folder / "transplant.json").is_file():
                 print(f"transplant {name}", file=sys.stderr, flush=True)
                 run(TransplantOptions(base=base, donor=donor, method=method, output=str(folder), overwrite=True, params=params))
-            scores[name] = _score(folder, out / f"{name}.score.json", texts, cached=fixed)
+            scores[name] = _score(folder, cache, texts, cached=fixed)
     return scores
+
+
+def _cached(cache: Path, texts: dict[str, str]) -> dict[str, float] | None:
+    if not cache.is_file():
+        return None
+    saved = json.loads(cache.read_text())
+    return saved["bpb"] if saved["texts"] == {d: len(t) for d, t in texts.items()} else None
 
 
 def _score(folder: Path, cache: Path, texts: dict[str, str], cached: bool) -> dict[str, float]:
     key = {d: len(t) for d, t in texts.items()}
-    if cached and cache.is_file():
-        saved = json.loads(cache.read_text())
-        if saved["texts"] == key:
-            return saved["bpb"]
+    known = _cached(cache, texts) if cached else None
+    if known is not None:
+        return known
     result = evaluate([folder], None, texts)
     bpb = {d: m["bits_per_byte"] for d, m in result["models"][0]["domains"].items()}
     bpb["overall"] = result["models"][0]["overall"]["bits_per_byte"]

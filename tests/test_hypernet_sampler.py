@@ -62,3 +62,27 @@ def test_state_round_trip_samples_the_same_tokenizer():
 def test_vocabulary_must_exceed_the_bytes():
     with pytest.raises(UserError, match="256"):
         TokenizerSampler(SamplerConfig(vocab_size=256), seed=0)
+
+
+def test_splits_are_drawn_per_step_and_only_cl100k_keeps_newlines_with_punctuation():
+    """Llama 3 and Qwen2 tokenizers have ".\n" and "_name" pieces, which GPT-2's split never makes."""
+    texts = ["one line.\nnext_name.\n" * 20]
+    both = TokenizerSampler(SamplerConfig(vocab_size=400), seed=0)
+    both.observe(texts)
+    tokenizers = [both.sample(step) for step in range(12)]
+    assert {t.split for t in tokenizers} == {"gpt2", "cl100k"}
+    for tok in tokenizers:
+        assert (b".\n" in tok.pieces) == (b"_name" in tok.pieces) == (tok.split == "cl100k")
+        ids = tok.encode(texts)[0]
+        assert b"".join(tok.pieces[i] for i in ids) == texts[0].encode()
+    gpt2 = TokenizerSampler(SamplerConfig(vocab_size=400, splits=("gpt2",)), seed=0)
+    gpt2.observe(texts)
+    assert all(gpt2.sample(step).split == "gpt2" for step in range(5))
+
+
+def test_unknown_split_and_foreign_state_are_refused():
+    with pytest.raises(UserError, match="cl100k"):
+        TokenizerSampler(SamplerConfig(splits=("bert",)), seed=0)
+    sampler = TokenizerSampler(SamplerConfig(vocab_size=300, splits=("gpt2",)), seed=0)
+    with pytest.raises(UserError, match="splits"):
+        sampler.load_state({"cl100k": []})

@@ -4,6 +4,11 @@ ZeTT's recipe: count substrings (1 to `max_piece_chars` characters) inside the b
 recent batches, score each by frequency times length, multiply the scores by log-normal noise, keep the
 top pieces and always all 256 bytes, and build a unigram tokenizer from them. Noise makes every batch
 see a different vocabulary, so the network learns tokens in general, not one vocabulary.
+
+The pre-token split is drawn per step too. GPT-2's split alone never yields the pieces that Llama 3,
+Qwen2 and GPT-4 tokenizers make across its boundaries (".\n", ")\n", "_name"); a network that never
+saw them predicted ".\n", a quarter of the new tokens in English prose under those tokenizers, badly
+enough to cost more than every other new token together.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from collections import Counter, deque
 from dataclasses import dataclass
 
 import numpy as np
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
 from transplant.errors import UserError
+from transplant.offline_packs import CL100K_PATTERN
 from transplant.vocab import _gpt2_char_to_byte, gpt2_byte_alphabet
 
 
@@ -25,67 +31,90 @@ class SamplerConfig:
     noise_std: float = 1.0  # sigma of the log-normal noise on scores
     memory: int = 8  # batches whose counts are pooled
     min_count: int = 2  # substrings seen fewer times in the pool are not candidates (they are mostly noise)
+    splits: tuple[str, ...] = ("gpt2", "cl100k")  # pre-token splits, one drawn per step (see SPLITS)
 
 
 @dataclass
 class SampledTokenizer:
     tokenizer: Tokenizer
     pieces: list[bytes]  # bytes of each id
+    split: str  # the pre-token split it was built with
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         return [enc.ids for enc in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
 
 
-def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+def _gpt2_split() -> pre_tokenizers.PreTokenizer:
     return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+
+
+def _cl100k_split() -> pre_tokenizers.PreTokenizer:
+    """Llama 3 / GPT-4: punctuation keeps its newlines, a word takes one leading mark, digits by three."""
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(CL100K_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+
+
+SPLITS = {"gpt2": _gpt2_split, "cl100k": _cl100k_split}
 
 
 class TokenizerSampler:
     def __init__(self, config: SamplerConfig, seed: int):
         if config.vocab_size <= 256:
             raise UserError(f"sampled vocabulary size must exceed the 256 bytes, got {config.vocab_size}")
+        unknown = [s for s in config.splits if s not in SPLITS]
+        if unknown or not config.splits:
+            raise UserError(f"pre-token splits {list(config.splits)}: choose among {sorted(SPLITS)}")
         self.config = config
         self.seed = seed
-        self.recent: deque[Counter] = deque()
-        self.pooled: Counter = Counter()  # sum of `recent`, kept up to date instead of re-summed each step
-        self._pre = _pre_tokenizer()
+        self._pre = {split: SPLITS[split]() for split in config.splits}
+        # per split: counts of the recent batches, and their sum kept up to date instead of re-summed
+        self.recent: dict[str, deque[Counter]] = {split: deque() for split in config.splits}
+        self.pooled: dict[str, Counter] = {split: Counter() for split in config.splits}
         self._bytes = [gpt2_byte_alphabet()[b] for b in range(256)]
 
     def observe(self, texts: list[str]) -> None:
-        counts: Counter = Counter()
         longest = self.config.max_piece_chars
-        for text in texts:
-            for word, _ in self._pre.pre_tokenize_str(text):
-                n = len(word)
-                for i in range(n):
-                    for j in range(i + 1, min(n, i + longest) + 1):
-                        counts[word[i:j]] += 1
-        self._push(counts)
+        for split, pre in self._pre.items():
+            counts: Counter = Counter()
+            for text in texts:
+                for word, _ in pre.pre_tokenize_str(text):
+                    n = len(word)
+                    for i in range(n):
+                        for j in range(i + 1, min(n, i + longest) + 1):
+                            counts[word[i:j]] += 1
+            self._push(split, counts)
 
-    def _push(self, counts: Counter) -> None:
-        self.recent.append(counts)
-        self.pooled.update(counts)
-        if len(self.recent) > self.config.memory:
-            self.pooled.subtract(self.recent.popleft())
-            self.pooled = +self.pooled  # drops the entries that fell to zero
+    def _push(self, split: str, counts: Counter) -> None:
+        recent = self.recent[split]
+        recent.append(counts)
+        self.pooled[split].update(counts)
+        if len(recent) > self.config.memory:
+            self.pooled[split].subtract(recent.popleft())
+            self.pooled[split] = +self.pooled[split]  # drops the entries that fell to zero
 
-    def state(self) -> list[dict[str, int]]:
-        return [dict(c) for c in self.recent]
+    def state(self) -> dict[str, list[dict[str, int]]]:
+        return {split: [dict(c) for c in recent] for split, recent in self.recent.items()}
 
-    def load_state(self, state: list[dict[str, int]]) -> None:
-        self.recent.clear()
-        self.pooled = Counter()
-        for counts in state:
-            self._push(Counter(counts))
+    def load_state(self, state: dict[str, list[dict[str, int]]]) -> None:
+        if not isinstance(state, dict) or set(state) - set(self._pre):
+            raise UserError("the checkpoint's sampler memory is from other pre-token splits; start without --resume")
+        for split in self._pre:
+            self.recent[split].clear()
+            self.pooled[split] = Counter()
+            for counts in state.get(split, []):
+                self._push(split, Counter(counts))
 
     def sample(self, step: int) -> SampledTokenizer:
         """The tokenizer for `step`: deterministic given the seed, the step and the observed text."""
-        pooled = self.pooled
+        rng = np.random.default_rng([self.seed, step])
+        split = self.config.splits[int(rng.integers(len(self.config.splits)))]
+        pooled = self.pooled[split]
         floor = self.config.min_count
         candidates = sorted(p for p, c in pooled.items() if c >= floor and len(p) > 1)
         keep = self.config.vocab_size - 256
         if candidates:
-            rng = np.random.default_rng([self.seed, step])
             freq = np.array([pooled[p] for p in candidates], dtype=np.float64)
             length = np.array([len(p) for p in candidates], dtype=np.float64)
             noisy = np.log(freq * length) + rng.normal(0.0, self.config.noise_std, len(candidates))
@@ -98,7 +127,7 @@ class TokenizerSampler:
         scores = np.log(counts / counts.sum())
         model = models.Unigram([(p, float(s)) for p, s in zip(pieces, scores)], unk_id=None, byte_fallback=False)
         tokenizer = Tokenizer(model)
-        tokenizer.pre_tokenizer = _pre_tokenizer()
+        tokenizer.pre_tokenizer = SPLITS[split]()
         tokenizer.decoder = decoders.ByteLevel()
         to_byte = _gpt2_char_to_byte()
-        return SampledTokenizer(tokenizer, [bytes(to_byte[c] for c in p) for p in pieces])
+        return SampledTokenizer(tokenizer, [bytes(to_byte[c] for c in p) for p in pieces], split)

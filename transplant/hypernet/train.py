@@ -169,7 +169,7 @@ def train(options: TrainOptions) -> TrainResult:
         saved = torch.load(partial / CHECKPOINT, map_location=ctx.device, weights_only=False)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        sampler.load_state(saved["sampler"][ctx.rank] if ctx.rank < len(saved["sampler"]) else [])
+        sampler.load_state(saved["sampler"][ctx.rank] if ctx.rank < len(saved["sampler"]) else {})
         state = saved["state"]
     elif options.resume and ctx.rank == 0:
         print(f"no checkpoint in {partial}; starting from scratch", file=sys.stderr)
@@ -230,6 +230,7 @@ def train(options: TrainOptions) -> TrainResult:
         "options": {k: v for k, v in asdict(options).items() if k not in ("progress", "resume", "overwrite", "device")},
         "steps": state["step"], "minutes": round(state["elapsed"] / 60, 2), "tokens": state["tokens"],
         "world_size": ctx.world, "device": ctx.device.type, "text_sha256": text_fingerprint(texts),
+        "sampler": asdict(sampler.config),
         "final": state["log"][-1] if state["log"] else None,
     }
     output = Path(options.output)
