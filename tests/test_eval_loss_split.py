@@ -23,6 +23,15 @@ def test_parts_add_up_to_the_scorer_and_count_every_target(transplant_dir):  # n
     assert math.isclose(split.bpb_new_targets + split.bpb_shared_targets, split.bpb, rel_tol=1e-9)
     assert 0 < split.mean_new_mass_at_shared < 1
     assert split.bpb_shared_without_new_mass < split.bpb_shared_targets
+    assert 0 < split.shared_after_new <= split.shared_targets
+    assert 0 < split.bpb_shared_after_new < split.bpb_shared_targets
+    # per-token attribution: the named tokens are new ones, and their parts never exceed the totals
+    assert 0 < sum(n for _, n, _ in split.costly_new_targets) <= split.new_targets
+    assert sum(bits for _, _, bits in split.costly_new_targets) <= split.bpb_new_targets * len(text.encode()) + 0.05
+    taken = sum(p for _, p in split.mass_takers)
+    assert 0 < taken <= split.mean_new_mass_at_shared * split.shared_targets + 1e-3
+    assert all(tokenizer.convert_tokens_to_ids(t) is not None and new[tokenizer.convert_tokens_to_ids(t)]
+               for t, _ in split.mass_takers)
 
 
 def test_without_new_tokens_nothing_is_attributed_to_them(transplant_dir):  # noqa: F811
@@ -31,4 +40,6 @@ def test_without_new_tokens_nothing_is_attributed_to_them(transplant_dir):  # no
     none = torch.zeros(model.get_output_embeddings().weight.shape[0], dtype=torch.bool)
     split = split_loss(model, tokenizer, TEXT, none, context=16, stride=8)
     assert split.new_targets == 0 and split.bpb_new_targets == 0 and split.mean_new_mass_at_shared == 0
+    assert split.costly_new_targets == [] and split.mass_takers == []
+    assert split.shared_after_new == 0 and split.bpb_shared_after_new == 0
     assert math.isclose(split.bpb_shared_without_new_mass, split.bpb, rel_tol=1e-12)

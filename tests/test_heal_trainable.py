@@ -101,6 +101,57 @@ def test_a_step_moves_only_the_rows_of_tokens_in_its_batch(transplants):
     assert set(changed_rows(before[1], trainable.row_params()[1].detach()).tolist()) == {3, 10}
 
 
+@pytest.mark.parametrize("kind", ["tied", "untied"])
+def test_chunked_head_gives_the_logprobs_and_row_gradients_of_the_whole_logits(transplants, kind, monkeypatch):
+    """target_logprobs works chunk by chunk and skips the gradient of rows that do not train; the
+    log-probs and what the optimizer uses (the gradients of the active rows) are those of the logits."""
+    from transformers import AutoModelForCausalLM
+
+    import transplant.heal.head as head
+    from transplant.heal.objectives import IGNORE, token_logprobs
+    from transplant.heal.trainable import Trainable
+
+    monkeypatch.setattr(head, "CHUNK", 4)  # several chunks, the last one short
+    ids = new_ids(transplants[kind])
+    trainable = Trainable(AutoModelForCausalLM.from_pretrained(transplants[kind]), ids)
+    assert trainable._decoder is not None
+    tokens = torch.tensor([[int(ids[3]), 7, int(ids[10]), 12, int(ids[3]), int(ids[20]), 9, 30, int(ids[3]), 5, 6]])
+    inputs, targets = tokens[:, :-1], tokens[:, 1:].clone()
+    targets[0, -2] = IGNORE
+    weights = torch.linspace(0.5, 2.0, targets.shape[1])  # any upstream use, not only a mean
+    active = trainable.active_rows(tokens)
+    runs = []
+    for fast in (False, True):
+        lp = trainable.target_logprobs(inputs, targets, active) if fast else token_logprobs(trainable.logits(inputs), targets)
+        for p in trainable.row_params():
+            p.grad = None
+        (lp * weights).sum().backward()
+        runs.append((lp.detach(), [p.grad.clone() for p in trainable.row_params()]))
+    (general, general_grads), (chunked, chunked_grads) = runs
+    assert chunked[0, -2] == 0
+    torch.testing.assert_close(chunked, general, rtol=1e-5, atol=1e-5)
+    for full, fast in zip(general_grads, chunked_grads):
+        torch.testing.assert_close(fast[active], full[active], rtol=1e-4, atol=1e-6)
+        assert not fast[~active].any()
+
+
+def test_a_head_with_a_bias_keeps_the_general_path(transplants):
+    from transformers import AutoModelForCausalLM
+
+    from transplant.heal.objectives import token_logprobs
+    from transplant.heal.trainable import Trainable
+
+    model = AutoModelForCausalLM.from_pretrained(transplants["untied"])
+    model.lm_head.bias = torch.nn.Parameter(torch.randn(model.lm_head.out_features))
+    trainable = Trainable(model, new_ids(transplants["untied"]))
+    assert trainable._decoder is None
+    ids = torch.tensor([[1, 5, 9, 12]])
+    everything = torch.ones(len(trainable.ids), dtype=torch.bool)
+    with torch.no_grad():
+        torch.testing.assert_close(trainable.target_logprobs(ids[:, :-1], ids[:, 1:], everything),
+                                   token_logprobs(model(input_ids=ids[:, :-1]).logits, ids[:, 1:]))
+
+
 def test_norms_train_only_when_asked(transplants, tmp_path):
     src = transplants["tied"]
     before = weights(src)

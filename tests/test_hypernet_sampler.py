@@ -86,3 +86,41 @@ def test_unknown_split_and_foreign_state_are_refused():
     sampler = TokenizerSampler(SamplerConfig(vocab_size=300, splits=("gpt2",)), seed=0)
     with pytest.raises(UserError, match="splits"):
         sampler.load_state({"cl100k": []})
+
+
+BASE = [bytes([97 + i % 26, 97 + (i // 26) % 26, 48 + i % 10]) for i in range(2000)]
+
+
+def with_base(keep, seed=0, step=0, base=BASE, texts=TEXTS):
+    sampler = TokenizerSampler(SamplerConfig(vocab_size=300, base_keep=keep), seed=seed, base_pieces=base)
+    sampler.observe(texts)
+    return sampler.sample(step)
+
+
+def test_a_drawn_share_of_the_base_vocabulary_joins_every_sampled_one():
+    distinct = set(BASE)
+    assert distinct <= set(with_base((1.0, 1.0)).pieces)
+    assert not distinct & set(with_base((0.0, 0.0)).pieces)
+    share = len(distinct & set(with_base((0.3, 0.3)).pieces)) / len(distinct)
+    assert 0.25 < share < 0.35
+    tok = with_base((0.5, 1.0))
+    assert len(tok.pieces) == len(set(tok.pieces)) == tok.tokenizer.get_vocab_size()
+    assert set(bytes([b]) for b in range(256)) <= set(tok.pieces)
+    assert with_base((0.5, 1.0), seed=2).pieces == with_base((0.5, 1.0), seed=2).pieces
+    assert with_base((0.5, 1.0), seed=2).pieces != with_base((0.5, 1.0), seed=3).pieces
+
+
+def test_base_pieces_keep_words_whole_that_the_text_alone_would_cut():
+    """The reason for base_keep: a word the base has is read as the base reads it, not in fragments."""
+    texts = [" transplantation x y z"]
+    alone = with_base((1.0, 1.0), base=[], texts=texts)
+    joined = with_base((1.0, 1.0), base=[b" transplantation"], texts=texts)
+    # " x" " y" " z" are seen once, so no candidates: a space and a letter each
+    assert len(alone.encode(texts)[0]) > len(joined.encode(texts)[0]) == 1 + 3 * 2
+
+
+def test_base_share_outside_zero_to_one_is_refused():
+    with pytest.raises(UserError, match="base_keep"):
+        TokenizerSampler(SamplerConfig(base_keep=(0.8, 0.5)), seed=0)
+    with pytest.raises(UserError, match="base_keep"):
+        TokenizerSampler(SamplerConfig(base_keep=(0.5, 1.5)), seed=0)

@@ -143,6 +143,9 @@ def test_bad_input_fails_in_one_line(tiny, text_file, tmp_path, capsys):
         train_out(options(tiny, text_file, tmp_path / "exists", steps=1))
     with pytest.raises(UserError, match="budget"):
         train_out(options(tiny, text_file, tmp_path / "y"))
+    assert main(["hypernet", "train", "--base", base, "--text", str(text_file), "--output", str(tmp_path / "k"),
+                 "--steps", "1", "--base-keep", "0.9", "0.2"]) == 2
+    assert "--base-keep" in capsys.readouterr().err
     assert main(["--base", base, "--donor-tokenizer", str(tiny["tok_sp"]), "--method", "hypernet", "--output", str(tmp_path / "z")]) == 2
     assert "needs --hypernet" in capsys.readouterr().err
     hn = train_out(options(tiny, text_file, tmp_path / "hn", steps=1))

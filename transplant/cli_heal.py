@@ -39,7 +39,9 @@ def heal_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     p.add_argument("folder", metavar="OUT_DIR", help="output folder of `transplant` (holds transplant.json)")
-    p.add_argument("--text", nargs="+", required=True, metavar="FILE", help="UTF-8 training text files")
+    p.add_argument("--text", nargs="+", required=True, metavar="FILE", help="UTF-8 training text files, drawn equally; text of the language(s) the model will run heals "
+                   "those most (English text only: 1.118x the original's bpb after 30 minutes, against 1.159x with a "
+                   "nine-file mix, README 'Healing')")
     p.add_argument("--output", required=True, metavar="HEALED_DIR", help="where the healed model goes")
     p.add_argument("--steps", type=int, help="optimizer steps to train")
     p.add_argument("--minutes", type=float, help=f"minutes of training (default {DEFAULT_MINUTES:g}; not with --steps)")

@@ -31,7 +31,11 @@ def hypernet_parser() -> argparse.ArgumentParser:
     budget.add_argument("--minutes", type=float, help="wall-clock training minutes (setup not counted)")
     t.add_argument("--batch-size", type=int, default=8, help="text windows per step and process (default 8)")
     t.add_argument("--seq-len", type=int, default=128, help="tokens per window (default 128)")
-    t.add_argument("--vocab-size", type=int, default=8192, help="pieces per sampled tokenizer, bytes included (default 8192)")
+    t.add_argument("--vocab-size", type=int, default=8192, help="pieces drawn from the text per sampled tokenizer, bytes included; the share of the base "
+                   "vocabulary (--base-keep) comes on top (default 8192)")
+    t.add_argument("--base-keep", type=float, nargs=2, default=(0.5, 1.0), metavar=("LOW", "HIGH"),
+                   help="share of the base vocabulary in each sampled one, drawn per step between LOW and HIGH, so that "
+                   "text is cut as the base and real donor vocabularies cut it (default 0.5 1.0)")
     t.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
     t.add_argument("--recon-steps", type=int, default=100, help="initial steps of reconstruction only (default 100)")
     t.add_argument("--aux-weight", type=float, default=0.5, help="weight of the reconstruction loss (default 0.5)")
@@ -55,9 +59,13 @@ def run_hypernet(argv: list[str]) -> int:
     for name in ("batch_size", "seq_len", "width", "layers", "max_pieces"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive")
+    low, high = args.base_keep
+    if not 0 <= low <= high <= 1:
+        raise UserError(f"--base-keep LOW HIGH must satisfy 0 <= LOW <= HIGH <= 1, got {low:g} {high:g}")
     options = TrainOptions(
         base=args.base, texts=args.text, output=args.output, steps=args.steps, minutes=args.minutes,
         batch_size=args.batch_size, seq_len=args.seq_len, vocab_size=args.vocab_size, lr=args.lr,
+        base_keep=tuple(args.base_keep),
         recon_steps=args.recon_steps, aux_weight=args.aux_weight, width=args.width, layers=args.layers,
         max_pieces=args.max_pieces, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
         resume=args.resume, overwrite=args.overwrite, allow_eval_overlap=args.allow_eval_overlap,

@@ -10,6 +10,7 @@ thousand positions would not fit) and handed out as float64 log-probabilities.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -81,7 +82,7 @@ class TreeEvaluator:
                 input_ids=torch.tensor([[n.token for n in nodes]], device=self.device),
                 position_ids=depth[None].to(self.device),
                 attention_mask=mask,
-                past_key_values=self.cache,
+                **{_cache_argument(self.model.model): self.cache},
                 use_cache=True,
             )
             hidden = out.last_hidden_state[0]
@@ -99,3 +100,9 @@ class TreeEvaluator:
         mask = torch.zeros(allowed.shape, dtype=self.dtype)
         mask.masked_fill_(~allowed, torch.finfo(self.dtype).min)
         return mask[None, None].to(self.device)
+
+
+def _cache_argument(body: torch.nn.Module) -> str:
+    """The keyword a decoder takes its KV cache by: `cache` from transformers 5.25 on, where
+    `past_key_values` is deprecated, `past_key_values` before (which would swallow `cache` unread)."""
+    return "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"

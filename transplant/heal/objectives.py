@@ -66,9 +66,10 @@ def chunk_logprobs(logprobs: torch.Tensor, chunks: torch.Tensor, n_chunks: int) 
     return torch.zeros(n_chunks, dtype=flat.dtype, device=flat.device).index_add(0, ids[keep], flat[keep])
 
 
-def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy (nats) over non-padding positions."""
-    return F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), ignore_index=IGNORE)
+def lm_loss(logprobs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy (nats) over non-padding positions, from the targets' log-probs
+    (token_logprobs, or transplant.heal.head without the whole logits)."""
+    return -logprobs.sum() / (targets != IGNORE).sum().clamp_min(1)
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:

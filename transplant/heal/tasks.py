@@ -118,8 +118,9 @@ class LMTask:
         return Batch(side, None, 0, sum(len(ids) for ids, _ in rows), sum(n for _, n in rows))
 
     def loss(self, trainable: Trainable, batch: Batch, device: torch.device) -> torch.Tensor:
-        logits = trainable.logits(batch.student.inputs.to(device))
-        return lm_loss(logits, batch.student.targets.to(device))
+        targets = batch.student.targets.to(device)
+        logprobs = trainable.target_logprobs(batch.student.inputs.to(device), targets, trainable.active_rows(batch.tokens()))
+        return lm_loss(logprobs, targets)
 
 
 class DistillTask:
@@ -166,7 +167,7 @@ class DistillTask:
             target = chunk_logprobs(token_logprobs(logits, batch.teacher.targets.to(device)),
                                     batch.teacher.chunks.to(device), batch.n_chunks)
             del logits
-        logits = trainable.logits(batch.student.inputs.to(device))
-        student = chunk_logprobs(token_logprobs(logits, batch.student.targets.to(device)),
-                                 batch.student.chunks.to(device), batch.n_chunks)
+        logprobs = trainable.target_logprobs(batch.student.inputs.to(device), batch.student.targets.to(device),
+                                             trainable.active_rows(batch.tokens()))
+        student = chunk_logprobs(logprobs, batch.student.chunks.to(device), batch.n_chunks)
         return alm_loss(student, target)

@@ -18,7 +18,9 @@ from torch import nn
 from torch.func import functional_call
 
 from transplant.errors import UserError
+from transplant.heal.head import target_logprobs
 from transplant.heal.lora import LoRALinear, inject
+from transplant.heal.objectives import token_logprobs
 
 TRAIN_SETS = ("embeddings", "embeddings+norms", "lora")
 
@@ -58,6 +60,9 @@ class Trainable:
                         param.requires_grad_(True)
                         self.norms[f"{module_name}.{param_name}"] = param
         self.lora: dict[str, LoRALinear] = inject(model, lora_rank, lora_alpha, seed) if train_set == "lora" else {}
+        self._decoder: tuple[nn.Module, str] | None = None
+        self._softcap: float | None = None
+        self._decoder = self._plain_head(model)
 
     @property
     def tied(self) -> bool:
@@ -101,13 +106,51 @@ class Trainable:
             if block.rows.grad is not None:
                 block.rows.grad[~active] = 0
 
+    def _overrides(self) -> dict[str, torch.Tensor]:
+        return {block.name: block.matrix.detach().index_put((self.ids,), block.rows) for block in self.blocks}
+
     def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The model's logits with the current rows in place (differentiable in every trained tensor)."""
-        overrides = {block.name: block.matrix.detach().index_put((self.ids,), block.rows) for block in self.blocks}
         # tie_weights: a tied output matrix follows the input's override
-        out = functional_call(self.model, overrides, args=(), kwargs={"input_ids": input_ids, "use_cache": False},
-                              tie_weights=True)
+        out = functional_call(self.model, self._overrides(), args=(),
+                              kwargs={"input_ids": input_ids, "use_cache": False}, tie_weights=True)
         return out.logits
+
+    def target_logprobs(self, input_ids: torch.Tensor, targets: torch.Tensor, grad_rows: torch.Tensor) -> torch.Tensor:
+        """log p(target) at every position (0 where the target is IGNORE), as from `logits`, but only
+        the output rows marked in `grad_rows` (bool per new row) get a gradient: the optimizer moves
+        no other (transplant.heal.optim). Computed chunk by chunk (transplant.heal.head) where the
+        model's head is a plain product with the output matrix."""
+        if self._decoder is None:
+            return token_logprobs(self.logits(input_ids), targets)
+        decoder, prefix = self._decoder
+        overrides = self._overrides()
+        inner = {name[len(prefix):]: tensor for name, tensor in overrides.items() if name.startswith(prefix)}
+        hidden = functional_call(decoder, inner, args=(), kwargs={"input_ids": input_ids, "use_cache": False}).last_hidden_state
+        out = self.blocks[-1]
+        return target_logprobs(hidden, overrides[out.name], out.rows[grad_rows], self.ids[grad_rows], targets, self._softcap)
+
+    def _plain_head(self, model: nn.Module) -> tuple[nn.Module, str] | None:
+        """The decoder and its parameter-name prefix when its hidden states times the output matrix
+        (softcapped where the config says so) give the model's own logits, checked on a few tokens;
+        None for a head that does more (a bias, a logit scale), which keeps the general path."""
+        decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+        head = model.get_output_embeddings()
+        if decoder is None or head is None or getattr(head, "bias", None) is not None:
+            return None
+        prefix = next((f"{name}." for name, module in model.named_modules() if module is decoder), None)
+        if not prefix or not self.blocks[0].name.startswith(prefix):
+            return None
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self._softcap = getattr(config, "final_logit_softcapping", None)
+        probe = torch.arange(min(9, self.blocks[0].matrix.shape[0]), device=self.ids.device)[None]
+        everything = torch.ones(len(self.ids), dtype=torch.bool, device=self.ids.device)
+        with torch.no_grad():
+            general = token_logprobs(self.logits(probe[:, :-1]), probe[:, 1:])
+            self._decoder = (decoder, prefix)
+            fast = self.target_logprobs(probe[:, :-1], probe[:, 1:], everything)
+            self._decoder = None
+        return (decoder, prefix) if torch.allclose(fast, general, rtol=1e-4, atol=1e-4) else None
 
     @torch.no_grad()
     def final_tensors(self) -> dict[str, torch.Tensor]:

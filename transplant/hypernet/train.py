@@ -30,7 +30,7 @@ from tqdm import tqdm
 from transplant.checkpoint import atomic_folder, read_embeddings
 from transplant.errors import UserError
 from transplant.hypernet.model import Hypernet, HypernetConfig, embeddings_fingerprint, save_hypernet
-from transplant.hypernet.objective import IGNORE, FrozenBase, reconstruction_loss
+from transplant.hypernet.objective import IGNORE, FrozenBase, VocabRows, reconstruction_loss
 from transplant.hypernet.pieces import PieceEncoder
 from transplant.hypernet.sampler import SamplerConfig, TokenizerSampler
 from transplant.sources import resolve
@@ -50,6 +50,7 @@ class TrainOptions:
     batch_size: int = 8
     seq_len: int = 128
     vocab_size: int = 8192
+    base_keep: tuple[float, float] = (0.5, 1.0)
     lr: float = 5e-4
     warmup_steps: int = 30
     recon_steps: int = 100
@@ -161,7 +162,9 @@ def train(options: TrainOptions) -> TrainResult:
     if ctx.world > 1:
         parallel = torch.nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=0.01)
-    sampler = TokenizerSampler(SamplerConfig(vocab_size=options.vocab_size), seed=options.seed * 1000 + ctx.rank)
+    sampler = TokenizerSampler(SamplerConfig(vocab_size=options.vocab_size, base_keep=options.base_keep),
+                               seed=options.seed * 1000 + ctx.rank,
+                               base_pieces=[t for t in vocab.tokens[: table.shape[0]] if t is not None])
 
     partial = Path(f"{options.output}.partial")
     state = {"step": 0, "elapsed": 0.0, "log": [], "tokens": 0}
@@ -191,11 +194,16 @@ def train(options: TrainOptions) -> TrainResult:
             windows = sample_windows(texts, options.batch_size, window_bytes, rng)
             sampler.observe(windows)
             sampled = sampler.sample(step)
-            ids = _batch_ids(sampled.encode(windows), options.seq_len).to(ctx.device)
             # As at transplant time (keep_shared), a piece the base has byte for byte keeps its base
-            # row; the network learns only the tokens it will be asked for.
+            # row; the network learns only the tokens it will be asked for. Ids are renumbered with
+            # the base rows first (objective.VocabRows).
             known = torch.tensor([vocab.byte_index.get(p, -1) for p in sampled.pieces])
             unknown = torch.nonzero(known < 0).squeeze(1)
+            order = torch.cat([torch.nonzero(known >= 0).squeeze(1), unknown])
+            renumber = torch.empty_like(order)
+            renumber[order] = torch.arange(len(order))
+            ids = _batch_ids([renumber[t].tolist() for t in sampled.encode(windows)], options.seq_len).to(ctx.device)
+            fixed = table[known[known >= 0].to(ctx.device)]
             vocab_pieces = encoder.batch([sampled.pieces[i] for i in unknown.tolist()])
         else:
             vocab_pieces = aux_pieces[:0]
@@ -207,8 +215,8 @@ def train(options: TrainOptions) -> TrainResult:
         loss = aux
         lm = float("nan")
         if lm_phase:
-            rows = table[known.clamp_min(0).to(ctx.device)].index_copy(0, unknown.to(ctx.device), predicted[:n_vocab])
-            lm_loss = frozen.lm_loss(rows[:, 0], rows[:, -1], ids, start_row[0])
+            lm_loss = frozen.lm_loss(VocabRows(fixed[:, 0], predicted[:n_vocab, 0]),
+                                     VocabRows(fixed[:, -1], predicted[:n_vocab, -1]), ids, start_row[0])
             loss = lm_loss + options.aux_weight * aux
             lm = lm_loss.item()
             state["tokens"] += int((ids != IGNORE).sum()) * ctx.world
