@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     session = prepare(HealOptions(folder=args.folder, texts=training_texts(None), steps=1, output=tempfile.mkdtemp() + "/out",
                                   batch_size=args.batch_size, seq_len=args.seq_len, progress=False))
     trainable, task = session.trainable, session.task
-    if trainable._decoder is None:
+    if not trainable.chunked_head:
         print("this model's head is not a plain product: healing uses the whole logits, nothing to compare", file=sys.stderr)
         return 1
 

@@ -114,7 +114,7 @@ def test_chunked_head_gives_the_logprobs_and_row_gradients_of_the_whole_logits(t
     monkeypatch.setattr(head, "CHUNK", 4)  # several chunks, the last one short
     ids = new_ids(transplants[kind])
     trainable = Trainable(AutoModelForCausalLM.from_pretrained(transplants[kind]), ids)
-    assert trainable._decoder is not None
+    assert trainable.chunked_head
     tokens = torch.tensor([[int(ids[3]), 7, int(ids[10]), 12, int(ids[3]), int(ids[20]), 9, 30, int(ids[3]), 5, 6]])
     inputs, targets = tokens[:, :-1], tokens[:, 1:].clone()
     targets[0, -2] = IGNORE
@@ -144,7 +144,7 @@ def test_a_head_with_a_bias_keeps_the_general_path(transplants):
     model = AutoModelForCausalLM.from_pretrained(transplants["untied"])
     model.lm_head.bias = torch.nn.Parameter(torch.randn(model.lm_head.out_features))
     trainable = Trainable(model, new_ids(transplants["untied"]))
-    assert trainable._decoder is None
+    assert not trainable.chunked_head
     ids = torch.tensor([[1, 5, 9, 12]])
     everything = torch.ones(len(trainable.ids), dtype=torch.bool)
     with torch.no_grad():

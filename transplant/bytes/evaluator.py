@@ -44,6 +44,7 @@ class TreeEvaluator:
         self.sliding = self.window is not None and "sliding_attention" in (getattr(config, "layer_types", None) or [])
         self.softcap = getattr(config, "final_logit_softcapping", None)
         self.cache = DynamicCache()
+        self.cache_keyword = _cache_argument(model.model)
         self.slot_depth = torch.zeros(0, dtype=torch.long)
         self.positions = 0  # token positions run through the model (the cost measure)
         self.calls = 0
@@ -82,7 +83,7 @@ class TreeEvaluator:
                 input_ids=torch.tensor([[n.token for n in nodes]], device=self.device),
                 position_ids=depth[None].to(self.device),
                 attention_mask=mask,
-                **{_cache_argument(self.model.model): self.cache},
+                **{self.cache_keyword: self.cache},
                 use_cache=True,
             )
             hidden = out.last_hidden_state[0]

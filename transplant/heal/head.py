@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-IGNORE = -100
+from transplant.heal.objectives import IGNORE
 CHUNK = 256  # positions per chunk: a (256 x 152k) float32 block is 155 MB
 
 

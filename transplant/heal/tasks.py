@@ -118,9 +118,7 @@ class LMTask:
         return Batch(side, None, 0, sum(len(ids) for ids, _ in rows), sum(n for _, n in rows))
 
     def loss(self, trainable: Trainable, batch: Batch, device: torch.device) -> torch.Tensor:
-        targets = batch.student.targets.to(device)
-        logprobs = trainable.target_logprobs(batch.student.inputs.to(device), targets, trainable.active_rows(batch.tokens()))
-        return lm_loss(logprobs, targets)
+        return lm_loss(_student_logprobs(trainable, batch, device), batch.student.targets.to(device))
 
 
 class DistillTask:
@@ -167,7 +165,11 @@ class DistillTask:
             target = chunk_logprobs(token_logprobs(logits, batch.teacher.targets.to(device)),
                                     batch.teacher.chunks.to(device), batch.n_chunks)
             del logits
-        logprobs = trainable.target_logprobs(batch.student.inputs.to(device), batch.student.targets.to(device),
-                                             trainable.active_rows(batch.tokens()))
-        student = chunk_logprobs(logprobs, batch.student.chunks.to(device), batch.n_chunks)
+        student = chunk_logprobs(_student_logprobs(trainable, batch, device), batch.student.chunks.to(device), batch.n_chunks)
         return alm_loss(student, target)
+
+
+def _student_logprobs(trainable: Trainable, batch: Batch, device: torch.device) -> torch.Tensor:
+    """The transplant's log-prob of each of its targets; gradients reach only the rows the batch holds."""
+    return trainable.target_logprobs(batch.student.inputs.to(device), batch.student.targets.to(device),
+                                     trainable.active_rows(batch.tokens()))

@@ -26,6 +26,15 @@ TRAIN_SETS = ("embeddings", "embeddings+norms", "lora")
 
 
 @dataclass
+class _PlainHead:
+    """A decoder whose last hidden states times the output matrix are the logits (then softcapped)."""
+
+    decoder: nn.Module
+    prefix: str  # the decoder's parameter names, within the model's, start with this
+    softcap: float | None
+
+
+@dataclass
 class RowBlock:
     """The new rows of one embedding matrix."""
 
@@ -60,9 +69,7 @@ class Trainable:
                         param.requires_grad_(True)
                         self.norms[f"{module_name}.{param_name}"] = param
         self.lora: dict[str, LoRALinear] = inject(model, lora_rank, lora_alpha, seed) if train_set == "lora" else {}
-        self._decoder: tuple[nn.Module, str] | None = None
-        self._softcap: float | None = None
-        self._decoder = self._plain_head(model)
+        self._head = self._plain_head(model)
 
     @property
     def tied(self) -> bool:
@@ -116,41 +123,46 @@ class Trainable:
                               kwargs={"input_ids": input_ids, "use_cache": False}, tie_weights=True)
         return out.logits
 
+    @property
+    def chunked_head(self) -> bool:
+        """Whether target_logprobs runs the head chunk by chunk (else through the whole logits)."""
+        return self._head is not None
+
     def target_logprobs(self, input_ids: torch.Tensor, targets: torch.Tensor, grad_rows: torch.Tensor) -> torch.Tensor:
         """log p(target) at every position (0 where the target is IGNORE), as from `logits`, but only
         the output rows marked in `grad_rows` (bool per new row) get a gradient: the optimizer moves
         no other (transplant.heal.optim). Computed chunk by chunk (transplant.heal.head) where the
         model's head is a plain product with the output matrix."""
-        if self._decoder is None:
+        if self._head is None:
             return token_logprobs(self.logits(input_ids), targets)
-        decoder, prefix = self._decoder
-        overrides = self._overrides()
-        inner = {name[len(prefix):]: tensor for name, tensor in overrides.items() if name.startswith(prefix)}
-        hidden = functional_call(decoder, inner, args=(), kwargs={"input_ids": input_ids, "use_cache": False}).last_hidden_state
-        out = self.blocks[-1]
-        return target_logprobs(hidden, overrides[out.name], out.rows[grad_rows], self.ids[grad_rows], targets, self._softcap)
+        return self._chunked(self._head, input_ids, targets, grad_rows)
 
-    def _plain_head(self, model: nn.Module) -> tuple[nn.Module, str] | None:
-        """The decoder and its parameter-name prefix when its hidden states times the output matrix
-        (softcapped where the config says so) give the model's own logits, checked on a few tokens;
-        None for a head that does more (a bias, a logit scale), which keeps the general path."""
+    def _chunked(self, head: _PlainHead, input_ids: torch.Tensor, targets: torch.Tensor, grad_rows: torch.Tensor) -> torch.Tensor:
+        overrides = self._overrides()
+        inner = {name[len(head.prefix):]: tensor for name, tensor in overrides.items() if name.startswith(head.prefix)}
+        hidden = functional_call(head.decoder, inner, args=(), kwargs={"input_ids": input_ids, "use_cache": False}).last_hidden_state
+        out = self.blocks[-1]
+        return target_logprobs(hidden, overrides[out.name], out.rows[grad_rows], self.ids[grad_rows], targets, head.softcap)
+
+    def _plain_head(self, model: nn.Module) -> _PlainHead | None:
+        """The decoder, its parameter-name prefix and the softcap when its hidden states times the
+        output matrix (softcapped where the config says so) give the model's own logits, checked on a
+        few tokens; None for a head that does more (a bias, a logit scale), which keeps the general path."""
         decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
-        head = model.get_output_embeddings()
-        if decoder is None or head is None or getattr(head, "bias", None) is not None:
+        out = model.get_output_embeddings()
+        if decoder is None or out is None or getattr(out, "bias", None) is not None:
             return None
         prefix = next((f"{name}." for name, module in model.named_modules() if module is decoder), None)
         if not prefix or not self.blocks[0].name.startswith(prefix):
             return None
         config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-        self._softcap = getattr(config, "final_logit_softcapping", None)
+        head = _PlainHead(decoder, prefix, getattr(config, "final_logit_softcapping", None))
         probe = torch.arange(min(9, self.blocks[0].matrix.shape[0]), device=self.ids.device)[None]
         everything = torch.ones(len(self.ids), dtype=torch.bool, device=self.ids.device)
         with torch.no_grad():
             general = token_logprobs(self.logits(probe[:, :-1]), probe[:, 1:])
-            self._decoder = (decoder, prefix)
-            fast = self.target_logprobs(probe[:, :-1], probe[:, 1:], everything)
-            self._decoder = None
-        return (decoder, prefix) if torch.allclose(fast, general, rtol=1e-4, atol=1e-4) else None
+            fast = self._chunked(head, probe[:, :-1], probe[:, 1:], everything)
+        return head if torch.allclose(fast, general, rtol=1e-4, atol=1e-4) else None
 
     @torch.no_grad()
     def final_tensors(self) -> dict[str, torch.Tensor]:
